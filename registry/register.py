@@ -1,0 +1,368 @@
+"""ITI-42 Register Document Set-b (ITI TF-2b 3.42): validate, check against the registry, store atomically.
+
+Order of work:
+
+1. read the SubmitObjectsRequest into the model and run the message-only rules
+   (:func:`xdsi.validate.submission.validate_register`);
+2. in one write transaction: registry-state rules (known patient, duplicates, referenced objects, document
+   lifecycle targets), then symbolic ids -> UUIDs, registry-set attributes (status, lid, version,
+   lastUpdateTime), lifecycle effects (deprecation by RPLC/XFRM_RPLC, folder membership of replacements) and
+   the inserts. Any error rolls the whole submission back: it is all or nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from lxml import etree
+from sqlalchemy import Connection, Engine, select, text
+
+from registry.storage import objects as store
+from registry.storage import schema as s
+from registry.storage.engine import write_transaction
+from registry.storage.patients import patient_is_known
+from xdsi.codes import CodeList
+from xdsi.ebxml.namespaces import RIM, q
+from xdsi.ebxml.serialize import fragment
+from xdsi.metadata import vocabulary as v
+from xdsi.metadata.dtm import now as dtm_now
+from xdsi.metadata.model import Association, DocumentEntry, Folder, RegistryObject, Submission
+from xdsi.transform.ebrim_read import read_registry_object, read_submission
+from xdsi.validate import errors as E
+from xdsi.validate.errors import RegistryError, XDSError
+from xdsi.validate.submission import validate_register
+
+_REF_ATTRS = ("id", "lid", "classifiedObject", "registryObject", "sourceObject", "targetObject")
+_RIM_OBJECTS = {q(RIM, t) for t in ("ExtrinsicObject", "RegistryPackage", "Association", "Classification",
+                                    "ExternalIdentifier", "ObjectRef")}
+_KIND_NAME = {s.DOCUMENT_ENTRY: "DocumentEntry", s.SUBMISSION_SET: "SubmissionSet", s.FOLDER: "Folder",
+              s.ASSOCIATION: "Association"}
+
+
+@dataclass
+class RegisterResult:
+    """Outcome of one registration: errors (empty on success) and the ids assigned to symbolic ids."""
+
+    errors: list[RegistryError]
+    assigned: dict[str, str]
+
+    @property
+    def ok(self) -> bool:
+        return not any(e.is_error for e in self.errors)
+
+
+def register(engine: Engine, request: etree._Element, *, codes: CodeList | None = None) -> RegisterResult:
+    """Register the contents of an ``lcm:SubmitObjectsRequest``."""
+    sub, errors = read_submission(request)
+    errors += validate_register(sub, codes=codes)
+    if any(e.is_error for e in errors):
+        return RegisterResult(errors, {})
+    try:
+        with write_transaction(engine) as conn:
+            _lock_unique_ids(conn, sub)
+            state_errors, existing = _check_registry_state(conn, sub)
+            if state_errors:
+                raise XDSError(*state_errors)
+            assigned = _assign_uuids(request, sub)
+            _fold_top_level(request, sub)
+            _store(conn, sub, existing)
+    except XDSError as exc:
+        return RegisterResult(exc.errors, {})
+    return RegisterResult(errors, assigned)
+
+
+def _lock_unique_ids(conn: Connection, sub: Submission) -> None:
+    """PostgreSQL: serialize registrations that carry the same uniqueIds (advisory locks, sorted against
+    deadlock). SQLite needs nothing: BEGIN IMMEDIATE already serializes writers."""
+    if conn.dialect.name != "postgresql":
+        return
+    keys = sorted({o.unique_id for o in (*sub.documents, *sub.folders) if o.unique_id}
+                  | ({sub.submission_set.unique_id} if sub.submission_set else set()))
+    for key in keys:
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": key})
+
+
+# --- registry-state rules -------------------------------------------------------------------------------
+
+
+def _check_registry_state(conn: Connection, sub: Submission) -> tuple[list[RegistryError], dict[str, object]]:
+    """Rules that need the registry's contents. Returns errors and the referenced existing rows by id."""
+    errors: list[RegistryError] = []
+    ss = sub.submission_set
+    assert ss is not None  # validate_register guarantees exactly one
+    if not patient_is_known(conn, ss.patient_id):
+        errors.append(RegistryError(E.XDSUnknownPatientId,
+                                    f"SubmissionSet {ss.id}: patientId {ss.patient_id} is not known to the registry "
+                                    "(not fed over ITI-8, or merged into another id)", ss.id))
+
+    in_message = sub.by_id()
+    # entryUUIDs the submitter chose must be new (resubmission of the same objects is refused).
+    uuid_ids = [o.id for o in sub.objects() if o.is_uuid]
+    for row in store.fetch_by_ids(conn, uuid_ids):
+        errors.append(RegistryError(E.XDSDuplicateUniqueIdInRegistry,
+                                    f"{_KIND_NAME[row.kind]} {row.id}: entryUUID is already in the registry", row.id))
+
+    errors += _check_unique_ids(conn, sub)
+
+    # Objects referenced by associations but not in the message must exist in the registry.
+    referenced = {ref for a in sub.associations for ref in (a.source_object, a.target_object)} - set(in_message)
+    existing = {row.id: row for row in store.fetch_by_ids(conn, referenced)}
+    for ref in sorted(referenced - set(existing)):
+        errors.append(RegistryError(E.XDSRegistryMetadataError,
+                                    f"Association references {ref}, which is neither in the submission nor in the registry",
+                                    ref))
+    if errors:
+        return errors, existing
+    for a in sub.associations:
+        errors += _check_association(a, in_message, existing, ss.patient_id)
+    return errors, existing
+
+
+def _check_unique_ids(conn: Connection, sub: Submission) -> list[RegistryError]:
+    errors: list[RegistryError] = []
+    ro = s.registry_object
+    wanted = {o.unique_id: o for o in [sub.submission_set, *sub.documents, *sub.folders] if o and o.unique_id}
+    if not wanted:
+        return errors
+    rows = conn.execute(select(ro.c.unique_id, ro.c.kind, ro.c.hash, ro.c.id).where(ro.c.unique_id.in_(list(wanted)),
+                                                                                     ro.c.kind != s.ASSOCIATION))
+    for uid, kind, hash_, rid in rows:
+        obj = wanted[uid]
+        name = type(obj).__name__
+        if isinstance(obj, DocumentEntry) and kind == s.DOCUMENT_ENTRY and hash_ and obj.hash \
+                and hash_.lower() != obj.hash.lower():
+            errors.append(RegistryError(E.XDSNonIdenticalHash,
+                                        f"DocumentEntry {obj.id}: uniqueId {uid} is already registered ({rid}) with "
+                                        f"hash {hash_}, this submission has hash {obj.hash}", obj.id))
+        else:
+            errors.append(RegistryError(E.XDSDuplicateUniqueIdInRegistry,
+                                        f"{name} {obj.id}: uniqueId {uid} is already registered ({rid})", obj.id))
+    return errors
+
+
+def _patient_of(ref: str, in_message: dict[str, RegistryObject], existing: dict) -> str | None:
+    obj = in_message.get(ref)
+    if obj is not None:
+        return getattr(obj, "patient_id", None)
+    row = existing.get(ref)
+    return row.patient_id if row is not None else None
+
+
+def _kind_of(ref: str, in_message: dict[str, RegistryObject], existing: dict) -> str | None:
+    obj = in_message.get(ref)
+    if obj is not None:
+        return {DocumentEntry: s.DOCUMENT_ENTRY, Folder: s.FOLDER, Association: s.ASSOCIATION}.get(
+            type(obj), s.SUBMISSION_SET)
+    row = existing.get(ref)
+    return row.kind if row is not None else None
+
+
+def _check_association(a: Association, in_message: dict, existing: dict, ss_patient: str) -> list[RegistryError]:
+    errors: list[RegistryError] = []
+    src_kind, tgt_kind = _kind_of(a.source_object, in_message, existing), _kind_of(a.target_object, in_message, existing)
+    if a.association_type == v.HAS_MEMBER:
+        # Members must belong to the submission's patient (ITI TF-3 4.1.4); associations have no patient.
+        if tgt_kind in (s.DOCUMENT_ENTRY, s.FOLDER):
+            tp = _patient_of(a.target_object, in_message, existing)
+            if tp != ss_patient:
+                errors.append(RegistryError(E.XDSPatientIdDoesNotMatch,
+                                            f"Association {a.id}: HasMember target {a.target_object} has patientId {tp}, "
+                                            f"the SubmissionSet has {ss_patient}", a.id))
+        if src_kind == s.FOLDER:
+            sp = _patient_of(a.source_object, in_message, existing)
+            if sp != ss_patient:
+                errors.append(RegistryError(E.XDSPatientIdDoesNotMatch,
+                                            f"Association {a.id}: Folder {a.source_object} has patientId {sp}, "
+                                            f"the SubmissionSet has {ss_patient}", a.id))
+            row = existing.get(a.source_object)
+            if row is not None and row.status != "A":
+                errors.append(RegistryError(E.XDSRegistryMetadataError,
+                                            f"Association {a.id}: Folder {a.source_object} is not Approved", a.id))
+        return errors
+    if a.association_type in v.RELATIONSHIP_TYPES:
+        row = existing.get(a.target_object)
+        if row is None:
+            if a.target_object not in in_message:
+                errors.append(RegistryError(E.XDSRegistryMetadataError,
+                                            f"Association {a.id}: target document {a.target_object} not found", a.id))
+            return errors
+        if row.kind != s.DOCUMENT_ENTRY:
+            errors.append(RegistryError(E.XDSRegistryMetadataError,
+                                        f"Association {a.id} ({a.association_type.rsplit(':', 1)[-1]}): target "
+                                        f"{a.target_object} is a {_KIND_NAME[row.kind]}, not a DocumentEntry", a.id))
+        elif row.status != "A":
+            errors.append(RegistryError(E.XDSRegistryDeprecatedDocumentError,
+                                        f"Association {a.id} ({a.association_type.rsplit(':', 1)[-1]}): target "
+                                        f"DocumentEntry {a.target_object} is Deprecated", a.id))
+        elif row.patient_id != _patient_of(a.source_object, in_message, existing):
+            errors.append(RegistryError(E.XDSPatientIdDoesNotMatch,
+                                        f"Association {a.id}: target DocumentEntry {a.target_object} has patientId "
+                                        f"{row.patient_id}, the new document has "
+                                        f"{_patient_of(a.source_object, in_message, existing)}", a.id))
+    return errors
+
+
+# --- ids and registry-set attributes ------------------------------------------------------------------
+
+
+def _assign_uuids(request: etree._Element, sub: Submission) -> dict[str, str]:
+    """Replace every symbolic id (not ``urn:uuid:``) in the request by a new UUID, everywhere it is referenced,
+    and give id-less Classifications/ExternalIdentifiers one. Updates the model objects too."""
+    mapping: dict[str, str] = {}
+    elements = [el for el in request.iter() if el.tag in _RIM_OBJECTS]
+    for el in elements:
+        ident = el.get("id")
+        if ident is None or ident == "":
+            if el.tag != q(RIM, "ObjectRef"):
+                el.set("id", "urn:uuid:" + str(uuid.uuid4()))
+        elif not ident.startswith("urn:uuid:") and ident not in mapping:
+            mapping[ident] = "urn:uuid:" + str(uuid.uuid4())
+    if mapping:
+        for el in elements:
+            for attr in _REF_ATTRS:
+                val = el.get(attr)
+                if val is not None and val in mapping:
+                    el.set(attr, mapping[val])
+        for obj in sub.objects():
+            obj.id = mapping.get(obj.id, obj.id)
+            obj.lid = mapping.get(obj.lid, obj.lid)
+            if isinstance(obj, Association):
+                obj.source_object = mapping.get(obj.source_object, obj.source_object)
+                obj.target_object = mapping.get(obj.target_object, obj.target_object)
+    return mapping
+
+
+def _fold_top_level(request: etree._Element, sub: Submission) -> None:
+    """Move top-level Classifications/ExternalIdentifiers into the object they describe.
+
+    Submitters usually classify the SubmissionSet with a Classification beside it in the RegistryObjectList;
+    the registry stores each object on its own, so the classification must travel inside it - otherwise a
+    query could not tell a SubmissionSet from a Folder."""
+    by_id = {o.id: o.source for o in sub.objects() if o.source is not None}
+    rol = request.find(q(RIM, "RegistryObjectList"))
+    if rol is None:
+        return
+    for child in list(rol):
+        if child.tag == q(RIM, "Classification"):
+            target = by_id.get(child.get("classifiedObject", ""))
+        elif child.tag == q(RIM, "ExternalIdentifier"):
+            target = by_id.get(child.get("registryObject", ""))
+        else:
+            continue
+        if target is None:
+            continue
+        # Schema order: ... Classification*, ExternalIdentifier*: classifications go before the first
+        # ExternalIdentifier, external identifiers at the end.
+        first_ext = target.find(q(RIM, "ExternalIdentifier"))
+        if child.tag == q(RIM, "Classification") and first_ext is not None:
+            first_ext.addprevious(child)
+        else:
+            target.append(child)
+
+
+def _set_registry_attributes(obj: RegistryObject, status: str = v.STATUS_APPROVED) -> None:
+    """status, lid and VersionInfo are set by the registry (ITI TF-3 4.1.3, 4.2.3.x)."""
+    el = obj.source
+    obj.status = status
+    obj.lid = obj.lid if obj.lid.startswith("urn:uuid:") else obj.id
+    obj.version = "1"
+    el.set("status", status)
+    el.set("lid", obj.lid)
+    vi = el.find(q(RIM, "VersionInfo"))
+    if vi is None:
+        vi = etree.Element(q(RIM, "VersionInfo"))
+        anchor = None
+        for child in el:
+            if child.tag in (q(RIM, "Slot"), q(RIM, "Name"), q(RIM, "Description")):
+                anchor = child
+        if anchor is None:
+            el.insert(0, vi)
+        else:
+            anchor.addnext(vi)
+    vi.set("versionName", "1")
+
+
+def _set_slot(el: etree._Element, name: str, values: Iterable[str]) -> None:
+    """Set (replace) a Slot, keeping schema order: Slots come first."""
+    for slot in el.findall(q(RIM, "Slot")):
+        if slot.get("name") == name:
+            el.remove(slot)
+    slot = etree.Element(q(RIM, "Slot"), name=name)
+    vl = etree.SubElement(slot, q(RIM, "ValueList"))
+    for val in values:
+        etree.SubElement(vl, q(RIM, "Value")).text = val
+    el.insert(0, slot)
+
+
+# --- storing --------------------------------------------------------------------------------------------
+
+
+def _store(conn: Connection, sub: Submission, existing: dict) -> None:
+    now = dtm_now()
+    folders_touched: set[str] = set()
+    generated: list[Association] = []
+    in_message = sub.by_id()
+    for folder in sub.folders:
+        # lastUpdateTime is the registry's to set (ITI TF-3 4.2.3.4.5), whatever the submitter sent.
+        folder.last_update_time = now
+        _set_slot(folder.source, "lastUpdateTime", [now])
+    for a in sub.associations:
+        if a.association_type == v.HAS_MEMBER and a.source_object in existing \
+                and existing[a.source_object].kind == s.FOLDER:
+            folders_touched.add(a.source_object)
+        if a.association_type in v.REPLACING_TYPES and a.target_object in existing:
+            row = existing[a.target_object]
+            store.set_status(conn, row.id, row.xml, v.STATUS_DEPRECATED)
+            # A replacement joins every folder the replaced document was in (ITI TF-3 4.2.2.2.3).
+            for folder_id in _folders_of(conn, row.id):
+                generated.append(_has_member(folder_id, a.source_object))
+                if folder_id not in in_message:
+                    folders_touched.add(folder_id)
+    rows = []
+    for obj in sub.objects():
+        _set_registry_attributes(obj)
+        rows.append(store.row_for(obj, fragment(obj.source)))
+    for assoc in generated:
+        rows.append(store.row_for(assoc, fragment(assoc.source)))
+    store.insert_objects(conn, rows)
+    for folder_id in folders_touched:
+        _touch_folder(conn, folder_id, now)
+
+
+def _folders_of(conn: Connection, doc_id: str) -> list[str]:
+    ro = s.registry_object
+    folder = ro.alias("folder")
+    q_ = (select(ro.c.source_object)
+          .join(folder, folder.c.id == ro.c.source_object)
+          .where(ro.c.target_object == doc_id, ro.c.assoc_type == v.HAS_MEMBER, ro.c.status == "A",
+                 folder.c.kind == s.FOLDER))
+    return [r[0] for r in conn.execute(q_)]
+
+
+def _has_member(source: str, target: str) -> Association:
+    el = etree.Element(q(RIM, "Association"), nsmap={"rim": RIM})
+    ident = "urn:uuid:" + str(uuid.uuid4())
+    el.set("id", ident)
+    el.set("associationType", v.HAS_MEMBER)
+    el.set("sourceObject", source)
+    el.set("targetObject", target)
+    el.set("objectType", v.OT_ASSOCIATION)
+    a = Association(id=ident, association_type=v.HAS_MEMBER, source_object=source, target_object=target, source=el)
+    _set_registry_attributes(a)
+    return a
+
+
+def _touch_folder(conn: Connection, folder_id: str, now: str) -> None:
+    """A document was added to an existing folder: its lastUpdateTime becomes now."""
+    ro = s.registry_object
+    xml = conn.execute(select(ro.c.xml).where(ro.c.id == folder_id)).scalar_one()
+    el = etree.fromstring('<r xmlns:rim="%s">%s</r>' % (RIM, xml))[0]
+    _set_slot(el, "lastUpdateTime", [now])
+    conn.execute(ro.update().where(ro.c.id == folder_id).values(xml=fragment(el), last_update_time=now))
+
+
+def reread(xml: str) -> RegistryObject:
+    """Parse a stored fragment back into the model (used by lifecycle code and tests)."""
+    return read_registry_object(etree.fromstring('<r xmlns:rim="%s">%s</r>' % (RIM, xml))[0])

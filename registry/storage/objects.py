@@ -1,0 +1,131 @@
+"""Rows of ``registry_object`` / ``object_value``: building them from model objects, reading stored XML."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import Connection, insert, select, update
+
+from registry.storage import schema as s
+from xdsi.metadata import vocabulary as v
+from xdsi.metadata.dtm import sortable
+from xdsi.metadata.model import Association, Code, DocumentEntry, Folder, RegistryObject, SubmissionSet
+
+STATUS_CODE = {v.STATUS_APPROVED: "A", v.STATUS_DEPRECATED: "D", v.STATUS_SUBMITTED: "S"}
+STATUS_URN = {c: urn for urn, c in STATUS_CODE.items()}
+
+
+def code_key(code: Code | None) -> str | None:
+    return code.key() if code is not None else None
+
+
+def _authors_values(authors) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    out: list[tuple[str, str]] = []
+    for a in authors:
+        if a.person:
+            out.append((s.AUTHOR_PERSON, a.person))
+        out += [(s.AUTHOR_INSTITUTION, i) for i in a.institutions]
+        out += [(s.AUTHOR_ROLE, r) for r in a.roles]
+        out += [(s.AUTHOR_SPECIALTY, r) for r in a.specialties]
+    return out
+
+
+def row_for(obj: RegistryObject, xml: str) -> tuple[dict, list[tuple[str, str]]]:
+    """The column values and multi-valued attributes of ``obj`` (ids already assigned, status set)."""
+    row: dict = {
+        "id": obj.id,
+        "lid": obj.lid or obj.id,
+        "version": int(obj.version) if obj.version.isdigit() else 1,
+        "status": STATUS_CODE.get(obj.status, "A"),
+        "home": obj.home or None,
+        "xml": xml,
+    }
+    values: list[tuple[str, str]] = []
+    if isinstance(obj, DocumentEntry):
+        row.update(
+            kind=s.DOCUMENT_ENTRY,
+            patient_id=obj.patient_id,
+            unique_id=obj.unique_id,
+            object_type="O" if obj.on_demand else "S",
+            class_code=code_key(obj.class_code),
+            type_code=code_key(obj.type_code),
+            format_code=code_key(obj.format_code),
+            practice_setting_code=code_key(obj.practice_setting_code),
+            facility_type_code=code_key(obj.healthcare_facility_type_code),
+            creation_time=sortable(obj.creation_time),
+            service_start_time=sortable(obj.service_start_time),
+            service_stop_time=sortable(obj.service_stop_time),
+            hash=obj.hash.lower() or None,
+            size=int(obj.size) if obj.size.isdigit() else None,
+            repository_unique_id=obj.repository_unique_id or None,
+        )
+        values += [(s.EVENT_CODE, c.key()) for c in obj.event_codes]
+        values += [(s.CONFIDENTIALITY_CODE, c.key()) for c in obj.confidentiality_codes]
+        values += [(s.REFERENCE_ID, r) for r in obj.reference_ids]
+        values += _authors_values(obj.authors)
+    elif isinstance(obj, SubmissionSet):
+        row.update(
+            kind=s.SUBMISSION_SET,
+            patient_id=obj.patient_id,
+            unique_id=obj.unique_id,
+            source_id=obj.source_id,
+            submission_time=sortable(obj.submission_time),
+            content_type_code=code_key(obj.content_type_code),
+        )
+        values += _authors_values(obj.authors)
+    elif isinstance(obj, Folder):
+        row.update(
+            kind=s.FOLDER,
+            patient_id=obj.patient_id,
+            unique_id=obj.unique_id,
+            last_update_time=sortable(obj.last_update_time),
+        )
+        values += [(s.FOLDER_CODE, c.key()) for c in obj.codes]
+    elif isinstance(obj, Association):
+        row.update(
+            kind=s.ASSOCIATION,
+            assoc_type=obj.association_type,
+            source_object=obj.source_object,
+            target_object=obj.target_object,
+        )
+    else:  # pragma: no cover - the model has no other kinds
+        raise TypeError(type(obj))
+    return row, values
+
+
+_ALL_COLUMNS = [c.name for c in s.registry_object.columns if c.name != "pk"]
+
+
+def insert_objects(conn: Connection, rows: Sequence[tuple[dict, list[tuple[str, str]]]]) -> None:
+    """Insert objects and their multi-valued attributes (inside the caller's transaction)."""
+    for row, values in rows:
+        full = {name: row.get(name) for name in _ALL_COLUMNS}
+        pk = conn.execute(insert(s.registry_object).values(full)).inserted_primary_key[0]
+        if values:
+            conn.execute(insert(s.object_value), [{"object_pk": pk, "attr": a, "value": val} for a, val in values])
+
+
+def fetch_by_ids(conn: Connection, ids: Iterable[str]) -> list:
+    """Rows (all columns) for the given entryUUIDs."""
+    ids = list(ids)
+    if not ids:
+        return []
+    return list(conn.execute(select(s.registry_object).where(s.registry_object.c.id.in_(ids))))
+
+
+def set_status(conn: Connection, object_id: str, old_xml: str, status_urn: str) -> None:
+    """Change availabilityStatus: the column and the stored XML's ``status`` attribute."""
+    xml = replace_status(old_xml, status_urn)
+    conn.execute(
+        update(s.registry_object)
+        .where(s.registry_object.c.id == object_id)
+        .values(status=STATUS_CODE[status_urn], xml=xml)
+    )
+
+
+def replace_status(xml: str, status_urn: str) -> str:
+    """Rewrite the root element's ``status`` attribute. The registry always writes it on the root
+    element, before any child, so the first occurrence is the root's."""
+    start = xml.index(' status="') + 9
+    end = xml.index('"', start)
+    return xml[:start] + status_urn + xml[end:]

@@ -1,0 +1,114 @@
+"""Table definitions. Alembic migrations in :mod:`registry.migrations` must match these."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+#: Kinds of registry objects (column ``registry_object.kind``).
+DOCUMENT_ENTRY = "DE"
+SUBMISSION_SET = "SS"
+FOLDER = "FD"
+ASSOCIATION = "AS"
+
+#: Patients of the affinity domain, fed by ITI-8. ``merged_into`` is set for ids subsumed by an A40 merge.
+patient = Table(
+    "patient",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("patient_id", String, nullable=False, unique=True),  # CX: id^^^&oid&ISO
+    Column("demographics", Text, nullable=False, default="{}"),  # JSON: name, birth date, sex, other ids
+    Column("merged_into", String, nullable=True),
+    Column("updated", String, nullable=False),  # ISO 8601 UTC
+)
+
+#: Every DocumentEntry, SubmissionSet, Folder and Association, one row each.
+#: Time columns hold DTM values right-padded with zeros to 14 digits, so string order is time order.
+#: Code columns hold ``code^^scheme`` (the form of ITI-18 code parameters).
+registry_object = Table(
+    "registry_object",
+    metadata,
+    Column("pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("id", String, nullable=False, unique=True),  # entryUUID
+    Column("lid", String, nullable=False),  # logicalId
+    Column("version", Integer, nullable=False, default=1),
+    Column("kind", String(2), nullable=False),
+    Column("status", String(1), nullable=False),  # A(pproved), D(eprecated), S(ubmitted)
+    Column("patient_id", String, nullable=True),
+    Column("unique_id", String, nullable=True),
+    Column("home", String, nullable=True),
+    # DocumentEntry
+    Column("object_type", String(1), nullable=True),  # S(table) / O(n-demand)
+    Column("class_code", String, nullable=True),
+    Column("type_code", String, nullable=True),
+    Column("format_code", String, nullable=True),
+    Column("practice_setting_code", String, nullable=True),
+    Column("facility_type_code", String, nullable=True),
+    Column("creation_time", String(14), nullable=True),
+    Column("service_start_time", String(14), nullable=True),
+    Column("service_stop_time", String(14), nullable=True),
+    Column("hash", String, nullable=True),
+    Column("size", BigInteger, nullable=True),
+    Column("repository_unique_id", String, nullable=True),
+    # SubmissionSet
+    Column("source_id", String, nullable=True),
+    Column("submission_time", String(14), nullable=True),
+    Column("content_type_code", String, nullable=True),
+    # Folder
+    Column("last_update_time", String(14), nullable=True),
+    # Association
+    Column("assoc_type", String, nullable=True),
+    Column("source_object", String, nullable=True),
+    Column("target_object", String, nullable=True),
+    #: The ebRIM element as stored and returned (``rim:`` prefix, namespace declared by the response root).
+    Column("xml", Text, nullable=False),
+)
+
+# The stored queries' access paths. FindDocuments: patient + kind + status, then codes/times.
+Index("ix_ro_patient_kind", registry_object.c.patient_id, registry_object.c.kind, registry_object.c.status)
+Index("ix_ro_unique_id", registry_object.c.unique_id)
+Index("ix_ro_lid", registry_object.c.lid)
+Index("ix_ro_source", registry_object.c.source_object, registry_object.c.assoc_type)
+Index("ix_ro_target", registry_object.c.target_object, registry_object.c.assoc_type)
+
+#: Multi-valued attributes. ``attr`` names are those of :data:`MULTI_VALUED`.
+object_value = Table(
+    "object_value",
+    metadata,
+    Column("object_pk", ForeignKey("registry_object.pk", ondelete="CASCADE"), nullable=False),
+    Column("attr", String(24), nullable=False),
+    Column("value", String, nullable=False),
+)
+Index("ix_ov_attr_value", object_value.c.attr, object_value.c.value, object_value.c.object_pk)
+Index("ix_ov_object", object_value.c.object_pk)
+
+#: Attribute names used in ``object_value.attr``.
+EVENT_CODE = "eventCode"
+CONFIDENTIALITY_CODE = "confidentialityCode"
+AUTHOR_PERSON = "authorPerson"
+AUTHOR_INSTITUTION = "authorInstitution"
+AUTHOR_ROLE = "authorRole"
+AUTHOR_SPECIALTY = "authorSpecialty"
+REFERENCE_ID = "referenceId"
+FOLDER_CODE = "folderCode"
+MULTI_VALUED = (
+    EVENT_CODE,
+    CONFIDENTIALITY_CODE,
+    AUTHOR_PERSON,
+    AUTHOR_INSTITUTION,
+    AUTHOR_ROLE,
+    AUTHOR_SPECIALTY,
+    REFERENCE_ID,
+    FOLDER_CODE,
+)

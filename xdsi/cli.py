@@ -1,0 +1,116 @@
+"""The ``xdsi`` command: one sub-command per actor, plus the demo affinity domain and the conformance runner."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+CONFIG_ENV = "XDSI_REGISTRY_CONFIG"
+
+
+def _add_registry(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("registry", help="run the Document Registry (ITI-42, ITI-18, ITI-8)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--db", default="sqlite:///xdsi-registry.db", help="SQLAlchemy URL (sqlite:///..., postgresql://...)")
+    p.add_argument("--mllp-port", type=int, default=None, help="ITI-8 MLLP port (default: no feed listener)")
+    p.add_argument("--mllp-host", default=None, help="ITI-8 MLLP bind address (default: --host)")
+    p.add_argument("--codes", default=None, help="affinity-domain code list (codes.xml); default: codes not checked")
+    p.add_argument("--domain-oid", default=None, help="assigning authority OID of affinity-domain patient ids")
+    p.add_argument("--max-results", type=int, default=10000, help="ITI-18 result limit (XDSTooManyResults)")
+    p.add_argument("--workers", type=int, default=1, help="HTTP worker processes")
+    p.set_defaults(func=_run_registry)
+
+
+def _registry_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from registry.app import RegistryConfig
+
+    return RegistryConfig(
+        db_url=args.db,
+        codes_path=args.codes,
+        max_results=args.max_results,
+        mllp_host=args.mllp_host or args.host,
+        mllp_port=args.mllp_port,
+        domain_oid=args.domain_oid,
+    )
+
+
+def registry_app_from_env():  # type: ignore[no-untyped-def]
+    """uvicorn factory for multi-worker runs: each worker builds the app from the config in the environment."""
+    from registry.app import RegistryConfig, create_app
+
+    return create_app(RegistryConfig(**json.loads(os.environ[CONFIG_ENV])))
+
+
+def _run_registry(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import uvicorn
+
+    from registry.app import create_app
+    from registry.storage.engine import make_engine
+
+    config = _registry_config(args)
+    make_engine(config.db_url).dispose()  # migrate once, before any worker starts
+    print(f"xdsi registry: SOAP http://{args.host}:{args.port}/registry (WSDL ?wsdl), db {config.db_url}"
+          + (f", ITI-8 mllp://{config.mllp_host}:{config.mllp_port}" if config.mllp_port else ""), flush=True)
+    if args.workers > 1:
+        if config.mllp_port is not None:
+            print("note: the ITI-8 listener runs in every worker; use --workers 1 with --mllp-port", file=sys.stderr)
+            return 2
+        os.environ[CONFIG_ENV] = json.dumps(dataclasses.asdict(config))
+        uvicorn.run("xdsi.cli:registry_app_from_env", factory=True, host=args.host, port=args.port,
+                    workers=args.workers, log_level="warning", access_log=False)
+    else:
+        uvicorn.run(create_app(config), host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="run a demo affinity domain on this machine with sample data")
+    p.add_argument("--dir", default="xdsi-demo", help="where the demo keeps its database and files")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--mllp-port", type=int, default=2575)
+    p.add_argument("--smoke", action="store_true", help="start, run the sample queries, print them and exit")
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from xdsi.demo import run_demo
+
+    return run_demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xdsi", description="IHE XDS-I.b image sharing actors")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_registry(sub)
+    _add_demo(sub)
+    try:
+        from conformance.cli import add_parser as add_conformance
+    except ImportError:  # pragma: no cover - the conformance package is part of the distribution
+        pass
+    else:
+        add_conformance(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    func = getattr(args, "func", None) or getattr(args, "run", None)
+    if func is None and args.command == "conformance":
+        from conformance.cli import run_command
+
+        func = run_command
+    return int(func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
