@@ -71,3 +71,55 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'registry.db'}"
     return request.getfixturevalue("pg_url")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RunningRegistry:
+    """A registry served over real HTTP (uvicorn) with its ITI-8 MLLP listener, for end-to-end tests."""
+
+    def __init__(self, base_url: str, mllp_port: int, app) -> None:  # type: ignore[no-untyped-def]
+        self.base_url = base_url
+        self.url = base_url + "/registry"
+        self.mllp = ("127.0.0.1", mllp_port)
+        self.app = app
+        self.engine = app.state.registry.engine
+
+    def feed(self, *patient_ids: str) -> None:
+        """Announce patients over ITI-8 (A04)."""
+        from registry.mllp import send_mllp
+        from registry.patient_feed import build_adt
+
+        for pid in patient_ids:
+            ack = send_mllp(*self.mllp, build_adt("A04", pid))
+            assert b"MSA|AA" in ack, ack
+
+
+def start_registry(db_url: str, **config):  # type: ignore[no-untyped-def]
+    """Context manager yielding a :class:`RunningRegistry` on ``db_url``."""
+    import contextlib
+
+    from registry.app import RegistryConfig, create_app
+    from tests.serving import serve
+
+    @contextlib.contextmanager
+    def run():  # type: ignore[no-untyped-def]
+        mllp_port = free_port()
+        app = create_app(RegistryConfig(db_url=db_url, mllp_port=mllp_port, **config))
+        with serve(app) as base:
+            yield RunningRegistry(base, mllp_port, app)
+
+    return run()
+
+
+@pytest.fixture
+def registry_server(db_url: str) -> Iterator[RunningRegistry]:
+    """A running registry on SQLite and on PostgreSQL (parametrized through ``db_url``)."""
+    with start_registry(db_url) as reg:
+        yield reg

@@ -118,6 +118,9 @@ def test_rplc_deprecates_original_and_joins_its_folders(engine):
                     target_object="Folder01"),
         Association(id="Association03", association_type=v.HAS_MEMBER, source_object="Folder01",
                     target_object="Document01"),
+        # ITI TF-3 4.1.6.1: the Folder membership is itself a member of the SubmissionSet.
+        Association(id="Association04", association_type=v.HAS_MEMBER, source_object="SubmissionSet01",
+                    target_object="Association03"),
     ]
     r1 = register(engine, write_submission(first))
     assert r1.ok, r1.errors

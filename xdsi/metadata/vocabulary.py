@@ -71,6 +71,14 @@ ASSOCIATION_TYPES = (HAS_MEMBER,) + RELATIONSHIP_TYPES + (UPDATE_AVAILABILITY_ST
 #: Classification scheme on a relationship association giving its documentation (ITI TF-3 4.2.2.2.8).
 ASSOCIATION_DOCUMENTATION = "urn:uuid:abd807a3-4432-4053-87b4-fd82c643d1f3"
 
+#: Values of the SubmissionSetStatus slot on SubmissionSet-to-DocumentEntry HasMember (ITI TF-3 4.2.2.1.2).
+SUBMISSION_SET_STATUS_ORIGINAL = "Original"
+SUBMISSION_SET_STATUS_REFERENCE = "Reference"
+
+# --- DocumentEntry.documentAvailability (ITI TF-3 4.2.3.2.33) ------------------------------------------
+DOCUMENT_AVAILABILITY_ONLINE = "urn:ihe:iti:2010:DocumentAvailability:Online"
+DOCUMENT_AVAILABILITY_OFFLINE = "urn:ihe:iti:2010:DocumentAvailability:Offline"
+
 # --- Stored query ids (ITI TF-2a 3.18.4.1.2.3.7) ---------------------------------------------------
 SQ_FIND_DOCUMENTS = "urn:uuid:14d4debf-8f97-4251-9a74-a90016b0af0d"
 SQ_FIND_DOCUMENTS_BY_REFERENCE_ID = "urn:uuid:12941a89-e02e-4be5-967c-ce4bfc8fe492"
