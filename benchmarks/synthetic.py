@@ -506,12 +506,16 @@ def _insert_patients(engine: Engine, pop: _Population, patients: int) -> None:
 
 
 def load(engine: Engine, entries: int, patients: int, *, seed: int = 1, progress: bool = True,
-         chunk: int = 20000, drop_indexes: bool = True) -> LoadResult:
+         chunk: int = 20000, drop_indexes: bool | None = None) -> LoadResult:
     """Load ``entries`` synthetic KOS entries (DE + SS + HasMember each) for ``patients`` patients.
 
     The registry tables must hold no registry objects yet (patients may exist). ``drop_indexes`` drops the
-    secondary indexes during the load and rebuilds them afterwards (faster beyond ~100k entries).
+    secondary indexes during the load and rebuilds them afterwards. Default: PostgreSQL yes (COPY + CREATE
+    INDEX); SQLite no: its rows (~7 KB of XML) overflow the 4 KiB pages, so a rebuild re-reads one page per
+    row, and keeping the indexes measured faster (100k entries: 43 s vs 35 s + 17 s rebuild).
     """
+    if drop_indexes is None:
+        drop_indexes = engine.dialect.name != "sqlite"
     t_start = time.perf_counter()
     rng = random.Random(seed)
     counts = entries_per_patient(entries, patients, rng)
@@ -613,13 +617,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--patients", type=int, default=10_000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--chunk", type=int, default=20000, help="entries per transaction")
-    ap.add_argument("--keep-indexes", action="store_true", help="do not drop secondary indexes during the load")
+    ap.add_argument("--drop-indexes", choices=("yes", "no", "auto"), default="auto",
+                    help="drop secondary indexes during the load (auto: PostgreSQL yes, SQLite no)")
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     args = ap.parse_args(argv)
     engine = make_engine(args.db)
     try:
         res = load(engine, args.entries, args.patients, seed=args.seed, chunk=args.chunk,
-                   drop_indexes=not args.keep_indexes)
+                   drop_indexes={"yes": True, "no": False, "auto": None}[args.drop_indexes])
     finally:
         engine.dispose()
     print(json.dumps(asdict(res) | {"target_patients": res.target_patients[:3]}, indent=1) if args.json

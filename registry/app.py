@@ -74,6 +74,7 @@ def create_app(config: RegistryConfig | None = None, *, registry: Registry | Non
     endpoint = soap_endpoint(
         {ITI42: registry.register_document_set, ITI18: registry.stored_query},
         wsdl=WSDL if WSDL.exists() else None,
+        mirror_mtom=False,  # registry answers are plain SOAP 1.2 even to MTOM requests (ITI TF-2x V.3.6)
     )
 
     @contextlib.asynccontextmanager

@@ -104,8 +104,13 @@ def echo(request: SoapRequest) -> SoapResponse:
 
 
 @pytest.fixture(scope="module")
-def base_url():
-    endpoint = soap_endpoint({ACTION: echo}, max_body_bytes=20 << 20)
+def spool(tmp_path_factory):
+    return tmp_path_factory.mktemp("spool")
+
+
+@pytest.fixture(scope="module")
+def base_url(spool):
+    endpoint = soap_endpoint({ACTION: echo}, max_body_bytes=20 << 20, spool_dir=str(spool))
     inline = soap_endpoint({ACTION: echo}, max_body_bytes=20 << 20, allow_inline_documents=True)
     app = Starlette(routes=[Route("/s", endpoint, methods=["POST"]), Route("/inline", inline, methods=["POST"])])
     with serve(app) as url:
@@ -200,12 +205,13 @@ MTOM_HOSTILE = {
 
 
 @pytest.mark.parametrize("name", sorted(MTOM_HOSTILE))
-def test_broken_mtom_gets_sender_fault_fast(base_url, client, name):
+def test_broken_mtom_gets_sender_fault_fast(base_url, client, spool, name):
     data, words = MTOM_HOSTILE[name]
     t0 = time.perf_counter()
     response = client.post(base_url + "/s", content=data, headers={"content-type": MTOM_TYPE})
     assert_fault(response, 400, words)
     assert time.perf_counter() - t0 < 2.0
+    assert list(spool.iterdir()) == []  # spooled parts are removed on the error path too
 
 
 def test_multipart_without_boundary_parameter(base_url, client):

@@ -73,8 +73,8 @@ def test_zeep_register_and_stored_query(wsdl: str, registry_server) -> None:  # 
 
     # ITI-18 built entirely with zeep's typed objects.
     slots = [
-        {"name": "$XDSDocumentEntryPatientId", "ValueList": {"Value": [f"'{pid}'"]}},
-        {"name": "$XDSDocumentEntryStatus", "ValueList": {"Value": [f"('{v.STATUS_APPROVED}')"]}},
+        {"name": "$XDSDocumentEntryPatientId", "ValueList": {"_value_1": [{"Value": f"'{pid}'"}]}},
+        {"name": "$XDSDocumentEntryStatus", "ValueList": {"_value_1": [{"Value": f"('{v.STATUS_APPROVED}')"}]}},
     ]
     result = service["DocumentRegistry_RegistryStoredQuery"](
         ResponseOption={"returnType": "LeafClass", "returnComposedObjects": True},

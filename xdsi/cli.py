@@ -104,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:  # per-request and per-migration chatter
+        for name in ("alembic", "httpx"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     func = getattr(args, "func", None) or getattr(args, "run", None)
     if func is None and args.command == "conformance":
         from conformance.cli import run_command

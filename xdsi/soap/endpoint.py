@@ -228,8 +228,8 @@ def soap_endpoint(
             del data
             soap_request = parse_envelope(root, attachments, understood=understood)
             relates_to = soap_request.message_id or None
-            if is_mtom:
-                soap_request.xop = resolve_xop(soap_request.body, attachments)
+            # Also for plain SOAP: an xop:Include there names a part that cannot exist -> Sender fault.
+            soap_request.xop = resolve_xop(soap_request.body, attachments)
 
             entry = table.get(soap_request.action)
             if entry is None:
