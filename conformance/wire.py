@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import httpx
 from lxml import etree
 
-from xdsi.ebxml.namespaces import SOAP12, WSA, XDSB, XOP, q
+from xdsi.ebxml.namespaces import SOAP12, XDSB, XOP, q
+from xdsi.soap.client import request_envelope as envelope  # the one envelope builder
 
 ACTIONS = {
     "ITI-42": "urn:ihe:iti:2007:RegisterDocumentSet-b",
@@ -34,7 +35,6 @@ ACTOR_OF = {"ITI-42": "registry", "ITI-18": "registry", "ITI-57": "registry", "I
 #: Transactions whose requests carry documents (xdsb:Document), sent as MTOM/XOP unless asked otherwise.
 DOCUMENT_TRANSACTIONS = {"ITI-41", "RAD-68"}
 
-ANONYMOUS = "http://www.w3.org/2005/08/addressing/anonymous"
 SOAP_CONTENT_TYPE = "application/soap+xml; charset=UTF-8"
 
 # Hardened parser (no entities, no network). huge_tree because inline base64 documents exceed libxml2's
@@ -60,19 +60,6 @@ class SoapResponse:
 def load_message(path) -> etree._Element:
     """The Body child stored in a conformance message file."""
     return etree.parse(str(path), PARSER).getroot()
-
-
-def envelope(body: etree._Element, action: str, to: str, message_id: str | None = None) -> etree._Element:
-    """A SOAP 1.2 envelope around a copy of ``body`` with the WS-Addressing headers IHE requires."""
-    env = etree.Element(q(SOAP12, "Envelope"), nsmap={"soap": SOAP12, "wsa": WSA})
-    header = etree.SubElement(env, q(SOAP12, "Header"))
-    must = {q(SOAP12, "mustUnderstand"): "true"}
-    etree.SubElement(header, q(WSA, "Action"), must).text = action
-    etree.SubElement(header, q(WSA, "MessageID")).text = message_id or f"urn:uuid:{uuid.uuid4()}"
-    etree.SubElement(etree.SubElement(header, q(WSA, "ReplyTo")), q(WSA, "Address")).text = ANONYMOUS
-    etree.SubElement(header, q(WSA, "To"), must).text = to
-    etree.SubElement(env, q(SOAP12, "Body")).append(copy.deepcopy(body))
-    return env
 
 
 def to_xop(env: etree._Element) -> list[tuple[str, bytes]]:

@@ -6,6 +6,7 @@ CI=true: CI must run every one of them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "conformance-data"
-PG_ADMIN_URL = os.environ.get("XDSI_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 
 
 def need(condition: bool, reason: str) -> None:
@@ -37,32 +38,33 @@ def _pg_reachable() -> bool:
     try:
         import psycopg
 
-        with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", connect_timeout=2):
+        with psycopg.connect(PG_ADMIN_DSN, connect_timeout=2):
             return True
     except Exception:
         return False
 
 
-@pytest.fixture(scope="session")
-def pg_available() -> bool:
-    ok = _pg_reachable()
-    need(ok, "PostgreSQL is not reachable at 127.0.0.1:5432 (user postgres, database test)")
-    return ok
-
-
-@pytest.fixture
-def pg_url(pg_available: bool) -> Iterator[str]:
-    """A fresh PostgreSQL database for one test, dropped afterwards."""
+@contextlib.contextmanager
+def throwaway_pg_database() -> Iterator[str]:
+    """Create a fresh PostgreSQL database, yield its SQLAlchemy URL, drop it afterwards."""
     import psycopg
 
+    need(_pg_reachable(), "PostgreSQL is not reachable at 127.0.0.1:5432 (user postgres, database test)")
     name = "xdsi_test_" + uuid.uuid4().hex[:12]
-    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True) as c:
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as c:
         c.execute(f"CREATE DATABASE {name}")
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
     finally:
-        with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True) as c:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as c:
             c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test."""
+    with throwaway_pg_database() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

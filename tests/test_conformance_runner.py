@@ -10,7 +10,6 @@ import asyncio
 import base64
 import email
 import email.policy
-import os
 import socket
 import threading
 import time
@@ -29,21 +28,20 @@ from conformance.cases import Case, load_cases, parse_expected_contents, require
 from conformance.check import check_contents, judge
 from conformance.patients import ack_code, patients_to_register, register_patients
 from conformance.report import FAIL, PASS, SKIP, CaseResult, RunResult, junit_xml, text_report
-from conformance.wire import (ACTIONS, ANONYMOUS, SoapResponse, encode, envelope, load_message, parse_response,
+from xdsi.soap.client import ANONYMOUS
+from conformance.wire import (ACTIONS, SoapResponse, encode, envelope, load_message, parse_response,
                               split_multipart)
 from xdsi.ebxml.namespaces import LCM, QUERY, RIM, RS, SOAP12, WSA, XDSB, XOP, q
 from xdsi.metadata import vocabulary as v
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "conformance-data"
+from tests.conftest import SHARED, need
+
 MESSAGES = SHARED / "messages"
 
 
 @pytest.fixture
 def shared_messages() -> Path:
-    if not MESSAGES.is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"conformance data missing at {MESSAGES} (required when CI=true)")
-        pytest.skip(f"conformance data not found at {MESSAGES}")
+    need(MESSAGES.is_dir(), f"conformance data not found at {MESSAGES}")
     return MESSAGES
 
 

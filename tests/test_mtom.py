@@ -43,8 +43,9 @@ from xdsi.soap import (
 from xdsi.soap.mtom import parse_content_type
 from xdsi.xmlparse import parse_xml
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-ITI41 = SHARED / "conformance-data" / "messages" / "iti41"
+from tests.conftest import SHARED, need
+
+ITI41 = SHARED / "messages" / "iti41"
 SAMPLES = sorted(p.name for p in ITI41.glob("*.mime.txt")) if ITI41.is_dir() else []
 PNR = "urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-b"
 ECHO = "urn:test:EchoDocuments"
@@ -52,11 +53,7 @@ NS = {"env": SOAP12, "wsa": WSA}
 
 
 def need_shared() -> None:
-    if ITI41.is_dir() and SAMPLES:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail("CI=true but the ITI-41 wire samples are missing at %s" % ITI41)
-    pytest.skip("ITI-41 wire samples not found at %s" % ITI41)
+    need(ITI41.is_dir() and bool(SAMPLES), "ITI-41 wire samples not found at %s" % ITI41)
 
 
 async def chunked(data: bytes, size: int):

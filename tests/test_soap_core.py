@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import time
 from pathlib import Path
@@ -30,8 +29,8 @@ from xdsi.soap import (
 )
 from xdsi.xmlparse import parse_xml
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-CONFORMANCE = SHARED / "conformance-data"
+from tests.conftest import SHARED as CONFORMANCE
+from tests.conftest import need
 
 ECHO = "urn:test:Echo"
 ASYNC_ECHO = "urn:test:AsyncEcho"
@@ -498,10 +497,7 @@ def test_many_concurrent_requests(base_url):
 
 
 def _require_shared() -> None:
-    if not CONFORMANCE.is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail("conformance data missing at %s (required when CI=true)" % CONFORMANCE)
-        pytest.skip("conformance data not found at %s" % CONFORMANCE)
+    need(CONFORMANCE.is_dir(), "conformance data not found at %s" % CONFORMANCE)
 
 
 @pytest.mark.shared

@@ -6,11 +6,9 @@ minimal element naming the object, which is all a LeafClass answer has to splice
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from lxml import etree
@@ -19,9 +17,17 @@ from sqlalchemy import Connection
 from registry.storage.engine import make_engine
 from registry.storage.objects import insert_objects, row_for
 from registry.storedquery import run_stored_query
+from tests.conftest import SHARED, need, throwaway_pg_database
 from xdsi.ebxml.namespaces import QUERY, RIM, RS
 from xdsi.metadata import vocabulary as v
-from xdsi.metadata.model import Association, Author, Code, DocumentEntry, Folder, SubmissionSet
+from xdsi.metadata.model import (
+    Association,
+    Author,
+    Code,
+    DocumentEntry,
+    Folder,
+    SubmissionSet,
+)
 
 P1 = "P1^^^&1.2.3&ISO"
 P2 = "P2^^^&1.2.3&ISO"
@@ -129,36 +135,13 @@ def registry_rows() -> list[tuple]:
 # --- database fixtures ----------------------------------------------------------------------------------
 
 
-def _need(condition: bool, reason: str) -> None:
-    if condition:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true but {reason}")
-    pytest.skip(reason)
-
-
-PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if request.param == "sqlite":
         yield "sqlite:///%s" % (tmp_path_factory.mktemp("sq") / "registry.db")
-        return
-    import psycopg
-
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=2)
-    except Exception as exc:  # noqa: BLE001 - any failure to connect means "not available"
-        _need(False, "PostgreSQL is not reachable at 127.0.0.1:5432 (%s)" % exc)
-    name = "xdsi_sq_" + uuid.uuid4().hex[:12]
-    with admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-            c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    else:
+        with throwaway_pg_database() as url:
+            yield url
 
 
 @pytest.fixture(scope="module")
@@ -648,16 +631,16 @@ def test_return_type_default_and_bad(conn: Connection) -> None:
 
 # --- the NIST conformance requests run (parameters accepted) ------------------------------------------------
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "conformance-data" / "messages" / "iti18"
+ITI18 = SHARED / "messages" / "iti18"
 
 
 def test_conformance_requests_parse(conn: Connection) -> None:
     """Every shared ITI-18 request is answered with a well-formed response; on this registry (without
     their data) those expected to fail on parameters fail with the expected code."""
-    _need(SHARED.is_dir(), "conformance data not found at %s" % SHARED)
-    rows = [line.rstrip("\n").split("\t") for line in (SHARED / "index.tsv").read_text().splitlines()[1:]]
+    need(ITI18.is_dir(), "conformance data not found at %s" % ITI18)
+    rows = [line.rstrip("\n").split("\t") for line in (ITI18 / "index.tsv").read_text().splitlines()[1:]]
     for name, _tx, expected, codes, *_ in rows:
-        out = run_stored_query(conn, etree.parse(str(SHARED / name)).getroot())
+        out = run_stored_query(conn, etree.parse(str(ITI18 / name)).getroot())
         root = etree.fromstring(out)
         got = root.get("status").rsplit(":", 1)[1]
         got_codes = [x.get("errorCode") for x in root.iter("{%s}RegistryError" % RS)]
@@ -667,3 +650,13 @@ def test_conformance_requests_parse(conn: Connection) -> None:
             assert got == expected, (name, got_codes)
             if codes:
                 assert got_codes == codes.split(","), name
+
+
+def test_responses_are_schema_valid(conn: Connection) -> None:
+    """Success (LeafClass and ObjectRef) and Failure responses validate against ebRS 3.0 query.xsd."""
+    xsd = SHARED.parents[1] / "schemas" / "nist-toolkit-v3" / "query.xsd"
+    _need(xsd.is_file(), "schemas not found at %s" % xsd)
+    schema = etree.XMLSchema(etree.parse(str(xsd)))
+    for ans in (find_docs(conn), find_docs(conn, rt="ObjectRef"), ask(conn, v.SQ_FIND_DOCUMENTS, PID),
+                ask(conn, v.SQ_GET_ALL, *ALL_APPROVED, rt="ObjectRef"), find_docs(conn, max_results=1)):
+        assert schema.validate(ans.root), schema.error_log.last_error

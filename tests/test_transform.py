@@ -4,7 +4,6 @@ and every SubmitObjectsRequest of the conformance data read, written, schema-che
 from __future__ import annotations
 
 import copy
-import os
 import re
 from pathlib import Path
 
@@ -33,17 +32,15 @@ from xdsi.transform import (
 )
 from xdsi.validate.errors import XDSRegistryMetadataError, XDSRepositoryMetadataError
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "conformance-data"
+from tests.conftest import SHARED, need
+
 SCHEMA_FILE = SHARED / "schemas" / "nist-toolkit-v3" / "lcm.xsd"
 UUID_RE = re.compile(r"urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 PID = "P1^^^&1.2.3.4&ISO"
 
 
 def _need_shared() -> None:
-    if not SCHEMA_FILE.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"conformance data missing at {SHARED} (CI=true)")
-        pytest.skip(f"conformance data not found at {SHARED}")
+    need(SCHEMA_FILE.exists(), f"conformance data not found at {SHARED}")
 
 
 @pytest.fixture(scope="module")

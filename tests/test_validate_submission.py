@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import os
-from pathlib import Path
 
 import pytest
 from lxml import etree
@@ -15,7 +13,7 @@ from xdsi import codes as codelist
 from xdsi.codes import CodeList
 from xdsi.metadata import vocabulary as v
 from xdsi.metadata.model import Association, Author, Code, DocumentEntry, Folder, Submission, SubmissionSet
-from xdsi.transform import read_submission, write_submission
+from xdsi.transform import read_submission
 from xdsi.validate import hl7
 from xdsi.validate.errors import (
     XDSPatientIdDoesNotMatch,
@@ -26,17 +24,15 @@ from xdsi.validate.errors import (
 from xdsi.validate.objects import validate_association, validate_document_entry, validate_folder
 from xdsi.validate.submission import validate_register
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "conformance-data"
+from tests.conftest import SHARED, need
+
 MESSAGES = SHARED / "messages"
 CODES_FILE = SHARED / "codes" / "conformance-union-codes.xml"
 PID = "P1^^^&1.2.3.4&ISO"
 
 
 def _need_shared() -> None:
-    if not CODES_FILE.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"conformance data missing at {SHARED} (CI=true)")
-        pytest.skip(f"conformance data not found at {SHARED}")
+    need(CODES_FILE.exists(), f"conformance data not found at {SHARED}")
 
 
 @pytest.fixture(scope="module")

@@ -14,15 +14,21 @@ ov = s.object_value
 LIKE_ESCAPE = "\\"
 
 
+def one_of(column: ColumnElement, values: list[str]) -> ColumnElement:
+    """``column = x`` for one value (the common case; an expanding ``IN`` costs a re-render per
+    execution), ``column IN (...)`` for several."""
+    return column == values[0] if len(values) == 1 else column.in_(values)
+
+
 def in_each(column: ColumnElement, and_or: AndOr | None) -> list[ColumnElement]:
     """A single-valued attribute: one ``IN`` per Slot (OR within a Slot, AND between Slots)."""
-    return [column.in_(values) for values in and_or or ()]
+    return [one_of(column, values) for values in and_or or ()]
 
 
 def has_values(t: Table, attr: str, and_or: AndOr | None) -> list[ColumnElement]:
     """A multi-valued attribute in ``object_value``: for each Slot, the object has one of its values."""
     return [
-        exists().where(ov.c.object_pk == t.c.pk, ov.c.attr == attr, ov.c.value.in_(values))
+        exists().where(ov.c.object_pk == t.c.pk, ov.c.attr == attr, one_of(ov.c.value, values))
         for values in and_or or ()
     ]
 

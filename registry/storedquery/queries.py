@@ -27,6 +27,8 @@ Row = Any  # sqlalchemy Row with the columns below
 
 _COLUMNS = (ro.c.pk, ro.c.id, ro.c.home, ro.c.kind, ro.c.patient_id, ro.c.source_object, ro.c.target_object)
 _LEAF_COLUMNS = _COLUMNS + (ro.c.xml,)
+#: Positions in a row (index access is cheaper than attribute access on the hot path).
+KIND, PATIENT = 3, 4
 
 
 @dataclass
@@ -313,6 +315,10 @@ def get_related_documents(c: Ctx) -> list[Row]:
         return []
     return docs + related + kept
 
+
+#: Queries answered by one SELECT: their rows are already unique and in pk order.
+SINGLE_SELECT = frozenset({v.SQ_FIND_DOCUMENTS, v.SQ_FIND_DOCUMENTS_BY_REFERENCE_ID, v.SQ_FIND_SUBMISSION_SETS,
+                           v.SQ_FIND_FOLDERS, v.SQ_GET_DOCUMENTS, v.SQ_GET_FOLDERS, v.SQ_GET_ASSOCIATIONS})
 
 #: Stored query id -> implementation.
 QUERIES: dict[str, Callable[[Ctx], list[Row]]] = {

@@ -11,7 +11,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from registry.storage import schema as s
 from registry.storedquery import filters, specs
 from registry.storedquery.params import LEAF_CLASS, check, metadata_level, read_request
-from registry.storedquery.queries import QUERIES, Ctx, too_many
+from registry.storedquery.queries import (
+    KIND,
+    PATIENT,
+    QUERIES,
+    SINGLE_SELECT,
+    Ctx,
+    too_many,
+)
 from registry.storedquery.response import adhoc_query_response
 from xdsi.validate import errors as e
 from xdsi.validate.errors import XDSError
@@ -49,7 +56,8 @@ def run_stored_query(conn: Connection, request: etree._Element, *, max_results: 
         requested = params.flat(specs.ASSOCIATION_STATUS) or params.flat(specs.ASSOCIATION_STATUS_ALT)
         ctx = Ctx(conn, params, leaf, level, max_results, filters.association_statuses(level, requested))
         rows = QUERIES[req.query_id](ctx)
-        rows = sorted({r.id: r for r in rows}.values(), key=lambda r: r.pk)
+        if req.query_id not in SINGLE_SELECT:  # several SELECTs: merge into one pk-ordered list
+            rows = sorted({r.id: r for r in rows}.values(), key=lambda r: r.pk)
         if len(rows) > max_results:
             raise too_many(max_results)
         if leaf:
@@ -68,7 +76,7 @@ def run_stored_query(conn: Connection, request: etree._Element, *, max_results: 
 def _single_patient(rows: list) -> None:
     """Full metadata (LeafClass) is only returned for one patient (ITI TF-2a 3.18.4.1.2.3.3):
     XDSResultNotSinglePatient otherwise. Associations carry no patient."""
-    patients = {r.patient_id for r in rows if r.kind != s.ASSOCIATION and r.patient_id}
+    patients = {r[PATIENT] for r in rows if r[KIND] != s.ASSOCIATION and r[PATIENT]}
     if len(patients) > 1:
         raise XDSError.of(
             e.XDSResultNotSinglePatient,

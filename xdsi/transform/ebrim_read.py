@@ -20,7 +20,24 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-from xdsi.ebxml.namespaces import LCM, RIM, XDSB, q
+from xdsi.ebxml.tags import (
+    T_SUBMIT,
+    T_PNR,
+    T_LIST,
+    T_EO,
+    T_RP,
+    T_ASSOC,
+    T_CLASS,
+    T_EXTID,
+    T_OBJREF,
+    T_SLOT,
+    T_VALUELIST,
+    T_VALUE,
+    T_NAME,
+    T_DESC,
+    T_LSTRING,
+    T_VERSION,
+)
 from xdsi.metadata import vocabulary as v
 from xdsi.metadata.model import (
     Association,
@@ -38,23 +55,6 @@ __all__ = ["read_submission", "read_registry_object", "SLOT_REFERENCE_ID_LIST"]
 
 _Element = etree._Element
 
-# --- tags, resolved once --------------------------------------------------------------------------------
-T_SUBMIT = q(LCM, "SubmitObjectsRequest")
-T_PNR = q(XDSB, "ProvideAndRegisterDocumentSetRequest")
-T_LIST = q(RIM, "RegistryObjectList")
-T_EO = q(RIM, "ExtrinsicObject")
-T_RP = q(RIM, "RegistryPackage")
-T_ASSOC = q(RIM, "Association")
-T_CLASS = q(RIM, "Classification")
-T_EXTID = q(RIM, "ExternalIdentifier")
-T_OBJREF = q(RIM, "ObjectRef")
-T_SLOT = q(RIM, "Slot")
-T_VALUELIST = q(RIM, "ValueList")
-T_VALUE = q(RIM, "Value")
-T_NAME = q(RIM, "Name")
-T_DESC = q(RIM, "Description")
-T_LSTRING = q(RIM, "LocalizedString")
-T_VERSION = q(RIM, "VersionInfo")
 
 SLOT_REFERENCE_ID_LIST = "urn:ihe:iti:xds:2013:referenceIdList"
 

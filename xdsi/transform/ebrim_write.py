@@ -13,7 +13,24 @@ import uuid
 
 from lxml import etree
 
-from xdsi.ebxml.namespaces import LCM, RIM, q
+from xdsi.ebxml.namespaces import LCM, RIM
+from xdsi.ebxml.tags import (
+    T_SUBMIT,
+    T_LIST,
+    T_EO,
+    T_RP,
+    T_ASSOC,
+    T_CLASS,
+    T_EXTID,
+    T_OBJREF,
+    T_SLOT,
+    T_VALUELIST,
+    T_VALUE,
+    T_NAME,
+    T_DESC,
+    T_LSTRING,
+    T_VERSION,
+)
 from xdsi.metadata import vocabulary as v
 from xdsi.metadata.model import (
     Association,
@@ -39,21 +56,6 @@ __all__ = [
 _Element = etree._Element
 _SubElement = etree.SubElement
 
-T_SUBMIT = q(LCM, "SubmitObjectsRequest")
-T_LIST = q(RIM, "RegistryObjectList")
-T_EO = q(RIM, "ExtrinsicObject")
-T_RP = q(RIM, "RegistryPackage")
-T_ASSOC = q(RIM, "Association")
-T_CLASS = q(RIM, "Classification")
-T_EXTID = q(RIM, "ExternalIdentifier")
-T_OBJREF = q(RIM, "ObjectRef")
-T_SLOT = q(RIM, "Slot")
-T_VALUELIST = q(RIM, "ValueList")
-T_VALUE = q(RIM, "Value")
-T_NAME = q(RIM, "Name")
-T_DESC = q(RIM, "Description")
-T_LSTRING = q(RIM, "LocalizedString")
-T_VERSION = q(RIM, "VersionInfo")
 
 _RIM_NSMAP = {"rim": RIM}
 _LCM_NSMAP = {"lcm": LCM, "rim": RIM}
