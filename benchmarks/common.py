@@ -193,9 +193,11 @@ class Server:
 
 @contextlib.contextmanager
 def registry_server(db_url: str, *, workers: int = 1, cpus: str | None = None,
-                    extra: list[str] | None = None, timeout: float = 60.0) -> Iterator[Server]:
+                    extra: list[str] | None = None, env: dict[str, str] | None = None,
+                    timeout: float = 60.0) -> Iterator[Server]:
     """Start ``xdsi registry --db URL --port P [--workers N]`` (optionally ``taskset -c cpus``), wait until
-    ``/health`` answers, stop it (SIGTERM to the process we started) afterwards."""
+    ``/health`` answers, stop it (SIGTERM to the process we started) afterwards. ``env`` adds environment
+    variables (e.g. glibc malloc tunables) to the server's."""
     import httpx
 
     port = free_port()
@@ -204,7 +206,8 @@ def registry_server(db_url: str, *, workers: int = 1, cpus: str | None = None,
     if cpus and shutil.which("taskset"):
         cmd = ["taskset", "-c", cpus, *cmd]
     logf = tempfile.NamedTemporaryFile(prefix="xdsi-registry-", suffix=".log", delete=False)
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=logf, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=logf, stderr=subprocess.STDOUT,
+                            env={**os.environ, **env} if env else None)
     server = Server(proc, port, workers, cpus)
     try:
         deadline = time.monotonic() + timeout

@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3}
 APT_PACKAGES="postgresql"
+# Node.js runs s3rver (the S3 store tests); the machine image ships it, Debian's packages are the fallback.
+command -v npm >/dev/null 2>&1 || APT_PACKAGES="$APT_PACKAGES nodejs npm"
 
 need_apt=""
 for pkg in $APT_PACKAGES; do
@@ -30,6 +32,12 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
     .venv/bin/pip install -q --upgrade pip
     .venv/bin/pip install -q -e '.[test]'
     echo "$want" > "$stamp"
+fi
+
+# s3rver: the S3-compatible server the S3 store tests run against (Node.js is on the machine image).
+if command -v npm >/dev/null 2>&1 && [ ! -x .tools/s3rver/node_modules/.bin/s3rver ]; then
+    echo "setup: installing s3rver into .tools/s3rver"
+    npm install --silent --no-audit --no-fund --prefix .tools/s3rver s3rver@3.7.1 >/dev/null
 fi
 
 # The PostgreSQL tests use the server at 127.0.0.1:5432 (trust auth, database "test").

@@ -125,3 +125,42 @@ def registry_server(db_url: str) -> Iterator[RunningRegistry]:
     """A running registry on SQLite and on PostgreSQL (parametrized through ``db_url``)."""
     with start_registry(db_url) as reg:
         yield reg
+
+
+REPOSITORY_UID = "1.19.6.24.109.42.1"  # the repositoryUniqueId the shared conformance data expects
+
+
+class RunningRepository:
+    """A repository served over real HTTP, registering with a running registry."""
+
+    def __init__(self, base_url: str, app) -> None:  # type: ignore[no-untyped-def]
+        self.base_url = base_url
+        self.url = base_url + "/repository"
+        self.app = app
+        self.repo = app.state.repository
+
+
+def start_repository(registry_url: str, home: Path, **config):  # type: ignore[no-untyped-def]
+    """Context manager yielding a :class:`RunningRepository` keeping its files under ``home``."""
+
+    from repository.app import RepositoryConfig, create_app
+    from tests.serving import serve
+
+    @contextlib.contextmanager
+    def run():  # type: ignore[no-untyped-def]
+        config.setdefault("repository_unique_id", REPOSITORY_UID)
+        config.setdefault("store_url", str(home / "documents"))
+        config.setdefault("db_url", f"sqlite:///{home / 'ledger.db'}")
+        app = create_app(RepositoryConfig(registry_url=registry_url, **config))
+        with serve(app) as base:
+            yield RunningRepository(base, app)
+
+    return run()
+
+
+@pytest.fixture
+def affinity_domain(tmp_path: Path) -> Iterator[tuple[RunningRegistry, RunningRepository]]:
+    """A registry (SQLite) and a repository registering with it."""
+    with start_registry(f"sqlite:///{tmp_path / 'registry.db'}") as reg, \
+            start_repository(reg.url, tmp_path / "repository") as repo:
+        yield reg, repo

@@ -654,8 +654,8 @@ def test_conformance_requests_parse(conn: Connection) -> None:
 
 def test_responses_are_schema_valid(conn: Connection) -> None:
     """Success (LeafClass and ObjectRef) and Failure responses validate against ebRS 3.0 query.xsd."""
-    xsd = SHARED.parents[1] / "schemas" / "nist-toolkit-v3" / "query.xsd"
-    _need(xsd.is_file(), "schemas not found at %s" % xsd)
+    xsd = SHARED / "schemas" / "nist-toolkit-v3" / "query.xsd"
+    need(xsd.is_file(), "schemas not found at %s" % xsd)
     schema = etree.XMLSchema(etree.parse(str(xsd)))
     for ans in (find_docs(conn), find_docs(conn, rt="ObjectRef"), ask(conn, v.SQ_FIND_DOCUMENTS, PID),
                 ask(conn, v.SQ_GET_ALL, *ALL_APPROVED, rt="ObjectRef"), find_docs(conn, max_results=1)):

@@ -69,6 +69,32 @@ def _run_registry(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_repository(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("repository", help="run the Document Repository (ITI-41, RAD-68, ITI-43)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8081)
+    p.add_argument("--registry", required=True, help="Document Registry SOAP URL (ITI-42 is sent there)")
+    p.add_argument("--repository-id", required=True, help="repositoryUniqueId (OID) of this repository")
+    p.add_argument("--store", default="xdsi-repository/documents",
+                   help="document store: a directory, file:///dir, or s3://bucket/prefix?endpoint_url=...")
+    p.add_argument("--db", default="sqlite:///xdsi-repository/ledger.db", help="ledger database (SQLAlchemy URL)")
+    p.add_argument("--grace", type=float, default=600, help="seconds before recovery settles leftovers of a crash")
+    p.set_defaults(func=_run_repository)
+
+
+def _run_repository(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from repository.app import RepositoryConfig, create_app
+
+    config = RepositoryConfig(registry_url=args.registry, repository_unique_id=args.repository_id,
+                              store_url=args.store, db_url=args.db, grace_seconds=args.grace)
+    print(f"xdsi repository {config.repository_unique_id}: SOAP http://{args.host}:{args.port}/repository "
+          f"(WSDL ?wsdl), store {config.store_url}, registry {config.registry_url}", flush=True)
+    uvicorn.run(create_app(config), host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0
+
+
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run a demo affinity domain on this machine with sample data")
     p.add_argument("--dir", default="xdsi-demo", help="where the demo keeps its database and files")
@@ -90,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_registry(sub)
+    _add_repository(sub)
     _add_demo(sub)
     try:
         from conformance.cli import add_parser as add_conformance

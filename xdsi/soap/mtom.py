@@ -651,23 +651,8 @@ async def _iter_source(source: PartSource) -> AsyncIterator[bytes]:
             yield piece
 
 
-def mtom_response(
-    envelope_xml: bytes,
-    parts: list[tuple[str, str, PartSource]],
-    *,
-    action: str | None = None,
-) -> tuple[str, AsyncIterator[bytes]]:
-    """Stream an MTOM/XOP package: the envelope as root part, then each ``(content_id, content_type, source)``.
-
-    A source is bytes, a file path (or :class:`Attachment`), or an (async) iterator of bytes; files are
-    read in 1 MiB pieces, so the package is never held in memory.
-
-    Returns
-    -------
-    (content_type_header, body)
-        The HTTP Content-Type (multipart/related with boundary, type, start, start-info and ``action``
-        when given) and an async iterator of the body bytes.
-    """
+def _frame(parts: list[tuple[str, str, PartSource]], action: str | None) -> tuple[str, bytes, list[bytes], bytes]:
+    """Content-Type header, root part head, part heads and closing delimiter of one MTOM package."""
     boundary = "MIMEBoundary_" + uuid.uuid4().hex
     root_cid = "root.%s@xdsi.local" % uuid.uuid4().hex
     header = (
@@ -689,6 +674,27 @@ def mtom_response(
         % (boundary, ROOT_CONTENT_TYPE, root_cid)
     ).encode("ascii")
     closing = ("\r\n--%s--\r\n" % boundary).encode("ascii")
+    return header, root_head, heads, closing
+
+
+def mtom_response(
+    envelope_xml: bytes,
+    parts: list[tuple[str, str, PartSource]],
+    *,
+    action: str | None = None,
+) -> tuple[str, AsyncIterator[bytes]]:
+    """Stream an MTOM/XOP package: the envelope as root part, then each ``(content_id, content_type, source)``.
+
+    A source is bytes, a file path (or :class:`Attachment`), or an (async) iterator of bytes; files are
+    read in 1 MiB pieces, so the package is never held in memory.
+
+    Returns
+    -------
+    (content_type_header, body)
+        The HTTP Content-Type (multipart/related with boundary, type, start, start-info and ``action``
+        when given) and an async iterator of the body bytes.
+    """
+    header, root_head, heads, closing = _frame(parts, action)
 
     async def body() -> AsyncIterator[bytes]:
         yield root_head
@@ -697,6 +703,32 @@ def mtom_response(
             yield head
             async for piece in _iter_source(source):
                 yield piece
+        yield closing
+
+    return header, body()
+
+
+def mtom_request(
+    envelope_xml: bytes,
+    parts: list[tuple[str, str, bytes | os.PathLike]],
+    *,
+    action: str | None = None,
+) -> tuple[str, Iterator[bytes]]:
+    """The same package for a blocking HTTP client (our SOAP client): parts are bytes or file paths,
+    read in 1 MiB pieces."""
+    header, root_head, heads, closing = _frame(parts, action)
+
+    def body() -> Iterator[bytes]:
+        yield root_head
+        yield envelope_xml
+        for head, (_cid, _ctype, source) in zip(heads, parts):
+            yield head
+            if isinstance(source, (bytes, bytearray, memoryview)):
+                yield bytes(source)
+                continue
+            with open(os.fspath(source), "rb") as fh:
+                while piece := fh.read(_CHUNK):
+                    yield piece
         yield closing
 
     return header, body()

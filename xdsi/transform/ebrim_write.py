@@ -9,12 +9,16 @@ The inputs are never modified.
 
 from __future__ import annotations
 
+import base64
 import uuid
+from collections.abc import Mapping
+from urllib.parse import quote
 
 from lxml import etree
 
-from xdsi.ebxml.namespaces import LCM, RIM
+from xdsi.ebxml.namespaces import LCM, RIM, XDSB, XOP, q
 from xdsi.ebxml.tags import (
+    T_PNR,
     T_SUBMIT,
     T_LIST,
     T_EO,
@@ -51,11 +55,14 @@ __all__ = [
     "write_folder",
     "write_association",
     "write_registry_object",
+    "write_provide_and_register",
 ]
 
 _Element = etree._Element
 _SubElement = etree.SubElement
 
+
+T_DOCUMENT = q(XDSB, "Document")
 
 _RIM_NSMAP = {"rim": RIM}
 _LCM_NSMAP = {"lcm": LCM, "rim": RIM}
@@ -293,4 +300,19 @@ def write_submission(sub: Submission) -> _Element:
         write_association(a, rol)
     for ref in sub.object_refs:
         _SubElement(rol, T_OBJREF, {"id": ref})
+    return root
+
+
+def write_provide_and_register(sub: Submission, documents: Mapping[str, str | bytes]) -> _Element:
+    """An ``xdsb:ProvideAndRegisterDocumentSetRequest`` (ITI-41 / RAD-68): the SubmitObjectsRequest of
+    ``sub`` plus one ``xdsb:Document`` per DocumentEntry id in ``documents``, whose value is either a
+    Content-ID (``str``: the bytes travel as an MTOM/XOP part) or the bytes themselves (inline base64)."""
+    root = etree.Element(T_PNR, nsmap={"xdsb": XDSB})
+    root.append(write_submission(sub))
+    for doc_id, content in documents.items():
+        doc = _SubElement(root, T_DOCUMENT, {"id": doc_id})
+        if isinstance(content, str):
+            _SubElement(doc, q(XOP, "Include"), {"href": "cid:" + quote(content, safe="@.-_")}, nsmap={"xop": XOP})
+        else:
+            doc.text = base64.b64encode(content).decode("ascii")
     return root

@@ -11,6 +11,7 @@ from xdsi.metadata import vocabulary as v
 XDSRegistryError = "XDSRegistryError"
 XDSRegistryMetadataError = "XDSRegistryMetadataError"
 XDSRegistryBusy = "XDSRegistryBusy"
+XDSRegistryNotAvailable = "XDSRegistryNotAvailable"
 XDSRegistryOutOfResources = "XDSRegistryOutOfResources"
 XDSRegistryDeprecatedDocumentError = "XDSRegistryDeprecatedDocumentError"
 XDSRegistryDuplicateUniqueIdInMessage = "XDSRegistryDuplicateUniqueIdInMessage"

@@ -1,0 +1,91 @@
+"""The repository's ledger: which documents it holds, where their content is, and whether the registry
+has accepted them.
+
+A document row is written ``pending`` after its content is durable and before the ITI-42 to the registry;
+it becomes ``registered`` when the registry says Success, and is deleted (with its content, unless other
+documents share it) when the registry refuses. Rows left ``pending`` by a crash are settled by
+:mod:`repository.recovery`, which asks the registry.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import BigInteger, Column, Connection, Float, Index, MetaData, String, Table, delete, insert, select, update
+
+metadata = MetaData()
+
+PENDING = "pending"
+REGISTERED = "registered"
+
+document = Table(
+    "repository_document",
+    metadata,
+    Column("unique_id", String, primary_key=True),  # XDSDocumentEntry.uniqueId
+    Column("content_key", String, nullable=False),  # store key (SHA-1 hex)
+    Column("size", BigInteger, nullable=False),
+    Column("mime_type", String, nullable=False),
+    Column("state", String(10), nullable=False),
+    Column("submission", String, nullable=False),  # id grouping the documents of one ITI-41
+    Column("created", Float, nullable=False),  # epoch seconds
+)
+Index("ix_repository_document_content", document.c.content_key)
+Index("ix_repository_document_state", document.c.state, document.c.created)
+
+
+@dataclass(frozen=True)
+class Held:
+    """A document the repository holds."""
+
+    unique_id: str
+    content_key: str
+    size: int
+    mime_type: str
+    state: str
+
+
+def _held(row) -> Held:  # type: ignore[no-untyped-def]
+    return Held(row.unique_id, row.content_key, row.size, row.mime_type, row.state)
+
+
+def lookup(conn: Connection, unique_ids: Iterable[str]) -> dict[str, Held]:
+    ids = list(unique_ids)
+    if not ids:
+        return {}
+    rows = conn.execute(select(document).where(document.c.unique_id.in_(ids)))
+    return {r.unique_id: _held(r) for r in rows}
+
+
+def record_pending(conn: Connection, submission: str, docs: Sequence[Held]) -> None:
+    """Insert (or replace, for a retried submission) the documents of one submission as pending."""
+    now = time.time()
+    conn.execute(delete(document).where(document.c.unique_id.in_([d.unique_id for d in docs])))
+    conn.execute(insert(document), [
+        {"unique_id": d.unique_id, "content_key": d.content_key, "size": d.size, "mime_type": d.mime_type,
+         "state": PENDING, "submission": submission, "created": now} for d in docs])
+
+
+def mark_registered(conn: Connection, unique_ids: Iterable[str]) -> None:
+    conn.execute(update(document).where(document.c.unique_id.in_(list(unique_ids))).values(state=REGISTERED))
+
+
+def forget(conn: Connection, unique_ids: Iterable[str]) -> set[str]:
+    """Delete document rows; return the content keys no other document references (safe to delete)."""
+    ids = list(unique_ids)
+    keys = {r[0] for r in conn.execute(select(document.c.content_key).where(document.c.unique_id.in_(ids)))}
+    conn.execute(delete(document).where(document.c.unique_id.in_(ids)))
+    still = {r[0] for r in conn.execute(select(document.c.content_key).where(document.c.content_key.in_(keys)))}
+    return keys - still
+
+
+def pending_older_than(conn: Connection, seconds: float) -> list[Held]:
+    cutoff = time.time() - seconds
+    rows = conn.execute(select(document).where(document.c.state == PENDING, document.c.created < cutoff))
+    return [_held(r) for r in rows]
+
+
+def is_referenced(conn: Connection, content_key: str) -> bool:
+    return conn.execute(select(document.c.unique_id).where(document.c.content_key == content_key).limit(1)).first() \
+        is not None

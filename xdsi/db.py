@@ -1,0 +1,68 @@
+"""Database engines for the actors (SQLAlchemy 2): SQLite by default, PostgreSQL in production.
+
+Each actor keeps its own tables and Alembic migrations; this module only knows how to connect, how to
+make SQLite durable and concurrent enough, and how to run an actor's migrations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, create_engine, event
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    cur = dbapi_conn.cursor()
+    # WAL lets readers (stored queries, retrievals) run while a writer commits; synchronous=FULL makes
+    # every commit durable (fsync): an accepted submission is never lost on power failure.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache per connection
+    cur.execute("PRAGMA mmap_size=1073741824")
+    cur.close()
+    # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite would otherwise defer it to the first write).
+    dbapi_conn.isolation_level = None
+
+
+def _sqlite_begin(conn) -> None:  # type: ignore[no-untyped-def]
+    # A write transaction takes the write lock up front (BEGIN IMMEDIATE): its checks and inserts then see
+    # no concurrent writer in between. Readers use a plain BEGIN and run concurrently (WAL).
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("xdsi_write") else "BEGIN")
+
+
+def create(url: str) -> Engine:
+    """An engine for any SQLAlchemy URL (``postgresql://`` means psycopg 3)."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False}, pool_size=8, max_overflow=8)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A write transaction holding the database's write lock from its first statement."""
+    with engine.connect().execution_options(xdsi_write=True) as conn, conn.begin():
+        yield conn
+
+
+def upgrade(engine: Engine, script_location: Path) -> None:
+    """Run the Alembic migrations in ``script_location`` up to head on ``engine``."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(script_location))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
