@@ -41,11 +41,15 @@ def _pg_ensure_loaded(url: str, entries: int, patients: int) -> dict:
         with engine.connect() as conn:
             n_de = conn.execute(select(func.count()).where(s.registry_object.c.kind == "DE")).scalar_one()
             n_p = conn.execute(select(func.count()).select_from(s.patient)).scalar_one()
+            if n_de == entries and n_p == patients:
+                n_ro = conn.execute(select(func.count()).select_from(s.registry_object)).scalar_one()
+                n_ov = conn.execute(select(func.count()).select_from(s.object_value)).scalar_one()
     finally:
         engine.dispose()
     if n_de == entries and n_p == patients:
         log(f"reusing {url} ({entries:,} entries)")
-        return {"entries": entries, "patients": patients, "reused": True}
+        return {"entries": entries, "patients": patients, "reused": True, "registry_object_rows": n_ro,
+                "object_value_rows": n_ov}
     return common.ensure_loaded(url, entries, patients)
 
 

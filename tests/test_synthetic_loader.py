@@ -3,6 +3,7 @@ stores for the same objects, and a real ITI-18 FindDocuments over the loaded dat
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections import Counter
 
@@ -11,7 +12,6 @@ from lxml import etree
 from sqlalchemy import func, select
 
 from benchmarks import synthetic
-from benchmarks.common import create_pg_database, drop_pg_database
 from registry.storage import schema as s
 from registry.storage.engine import make_engine
 from registry.storage.objects import row_for
@@ -20,7 +20,7 @@ from xdsi.ebxml.namespaces import QUERY, RIM, q
 from xdsi.metadata import vocabulary as v
 from xdsi.transform.ebrim_read import read_registry_object
 
-from tests.conftest import PG_ADMIN_URL
+from tests.conftest import throwaway_pg_database
 
 ENTRIES, PATIENTS = 2000, 20
 
@@ -28,20 +28,15 @@ ENTRIES, PATIENTS = 2000, 20
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def loaded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     """One load per backend, shared by the tests of this module (they only read)."""
-    pg_db = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('synthetic') / 'registry.db'}"
-    else:
-        request.getfixturevalue("pg_available")
-        url = pg_db = create_pg_database(PG_ADMIN_URL, prefix="xdsi_test_synth")
-    engine = make_engine(url)
-    try:
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path_factory.mktemp('synthetic') / 'registry.db'}"
+        else:
+            url = stack.enter_context(throwaway_pg_database())
+        engine = make_engine(url)
+        stack.callback(engine.dispose)
         # chunk=700: several transactions, the last one partial.
         yield engine, synthetic.load(engine, ENTRIES, PATIENTS, seed=7, progress=False, chunk=700)
-    finally:
-        engine.dispose()
-        if pg_db:
-            drop_pg_database(pg_db, PG_ADMIN_URL)
 
 
 def _find_documents(patient: str) -> etree._Element:

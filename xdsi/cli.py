@@ -86,13 +86,103 @@ def _run_repository(args: argparse.Namespace) -> int:
     import uvicorn
 
     from repository.app import RepositoryConfig, create_app
+    from repository.store import StoreUnavailable
 
     config = RepositoryConfig(registry_url=args.registry, repository_unique_id=args.repository_id,
                               store_url=args.store, db_url=args.db, grace_seconds=args.grace)
+    try:
+        app = create_app(config)
+    except StoreUnavailable as exc:
+        print(f"xdsi repository: {exc}", file=sys.stderr)
+        return 2
     print(f"xdsi repository {config.repository_unique_id}: SOAP http://{args.host}:{args.port}/repository "
           f"(WSDL ?wsdl), store {config.store_url}, registry {config.registry_url}", flush=True)
-    uvicorn.run(create_app(config), host=args.host, port=args.port, log_level="warning", access_log=False)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
+
+
+def _ids_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    from imaging_source.config import load_config
+
+    config = load_config(args.pacs_config)
+    if getattr(args, "repository", None):
+        config = dataclasses.replace(config, repository_url=args.repository)
+    return config
+
+
+def _add_imaging_source(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("imaging-source", help="run the Imaging Document Source (RAD-69; publishing watcher)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8082)
+    p.add_argument("--pacs", dest="pacs_config", required=True,
+                   help="configuration file (TOML): the PACS, patient id mapping, codes; see "
+                        "imaging_source/example-config.toml")
+    p.add_argument("--repository", default=None, help="Document Repository SOAP URL (overrides the config)")
+    p.add_argument("--db", default="sqlite:///xdsi-imaging-source/state.db", help="publication state database")
+    p.add_argument("--watch", action="store_true", help="publish studies as they become stable, withdraw removed ones")
+    p.add_argument("--poll-interval", type=float, default=60, help="watcher: seconds between PACS polls")
+    p.add_argument("--stable-seconds", type=float, default=300, help="watcher: unchanged this long = stable")
+    p.set_defaults(func=_run_imaging_source)
+
+
+def _run_imaging_source(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from imaging_source.app import ImagingSource, create_app
+
+    ids = ImagingSource(_ids_config(args), db_url=args.db)
+    print(f"xdsi imaging-source {ids.config.repository_unique_id}: RAD-69 http://{args.host}:{args.port}/imaging-source"
+          f" (WSDL ?wsdl), PACS {', '.join(ids.adapters)}, publishing to {ids.config.repository_url}"
+          + (" (watching)" if args.watch else ""), flush=True)
+    app = create_app(ids, watch=args.watch, poll_interval=args.poll_interval, stable_seconds=args.stable_seconds)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0
+
+
+def _add_publish(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("publish", help="publish PACS studies as XDS-I.b manifests (RAD-68)")
+    p.add_argument("--config", dest="pacs_config", required=True, help="imaging source configuration file (TOML)")
+    p.add_argument("--pacs", required=True, help="name of the PACS in the configuration")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--study", help="Study Instance UID to publish")
+    which.add_argument("--since", help="publish every study with StudyDate on or after this date (YYYY-MM-DD)")
+    p.add_argument("--until", default=None, help="with --since: last StudyDate (YYYY-MM-DD)")
+    p.add_argument("--repository", default=None, help="Document Repository SOAP URL (overrides the config)")
+    p.add_argument("--db", default="sqlite:///xdsi-imaging-source/state.db", help="publication state database")
+    p.set_defaults(func=_run_publish)
+
+
+def _run_publish(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from tqdm import tqdm
+
+    from imaging_source.app import ImagingSource
+
+    ids = ImagingSource(_ids_config(args), db_url=args.db)
+    if args.pacs not in ids.adapters:
+        print(f"unknown PACS {args.pacs!r}; configured: {', '.join(ids.adapters)}", file=sys.stderr)
+        return 2
+    try:
+        if args.study:
+            results = [ids.publisher.publish_study(args.pacs, args.study)]
+        else:
+            since = date.fromisoformat(args.since)
+            until = date.fromisoformat(args.until) if args.until else None
+            studies = ids.adapters[args.pacs].find_studies(since=since, until=until)
+            results = []
+            for s in tqdm(studies, desc=f"publishing {args.pacs}", unit="study"):
+                results.append(ids.publisher.publish_study(args.pacs, s.study_instance_uid))
+    finally:
+        ids.close()
+    for r in results:
+        if not r.ok or args.study:
+            print(f"{r.outcome:16} {r.pacs} {r.study_instance_uid} {r.document_unique_id} {r.message}".rstrip())
+    failed = [r for r in results if not r.ok]
+    print(f"{len(results) - len(failed)} published or current, {len(failed)} failed")
+    return 1 if failed else 0
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
@@ -117,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_registry(sub)
     _add_repository(sub)
+    _add_imaging_source(sub)
+    _add_publish(sub)
     _add_demo(sub)
     try:
         from conformance.cli import add_parser as add_conformance

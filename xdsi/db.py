@@ -6,6 +6,8 @@ make SQLite durable and concurrent enough, and how to run an actor's migrations.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,10 +51,22 @@ def create(url: str) -> Engine:
     return create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
 
 
+#: SQLite has one writer at a time. Threads of this process queue on a lock of ours rather than in
+#: SQLite's busy handler, which polls with sleeps and gives multi-second tail latencies under load.
+_sqlite_writers: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+_sqlite_writers_guard = threading.Lock()
+
+
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A write transaction holding the database's write lock from its first statement."""
-    with engine.connect().execution_options(xdsi_write=True) as conn, conn.begin():
+    if engine.dialect.name != "sqlite":
+        with engine.connect().execution_options(xdsi_write=True) as conn, conn.begin():
+            yield conn
+        return
+    with _sqlite_writers_guard:
+        lock = _sqlite_writers.setdefault(engine, threading.Lock())
+    with lock, engine.connect().execution_options(xdsi_write=True) as conn, conn.begin():
         yield conn
 
 

@@ -1,0 +1,103 @@
+"""The Imaging Document Source as a Starlette application: RAD-69 at ``/imaging-source``, and (optionally)
+the watcher that publishes PACS studies as they become stable."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from sqlalchemy import Engine
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from imaging_source import state
+from imaging_source.config import ImagingSourceConfig, make_adapter
+from imaging_source.pacs.base import PacsAdapter, PacsError
+from imaging_source.publish import Publisher, Watcher
+from imaging_source.retrieve import retrieve_imaging_document_set
+from xdsi import db
+from xdsi.soap.endpoint import SoapRequest, SoapResponse, soap_endpoint
+
+log = logging.getLogger(__name__)
+
+RAD69 = "urn:ihe:rad:2009:RetrieveImagingDocumentSet"
+WSDL = Path(__file__).resolve().parent / "wsdl" / "imaging-source.wsdl"
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+DEFAULT_DB = "sqlite:///xdsi-imaging-source/state.db"
+
+
+class ImagingSource:
+    """The actor: configuration, PACS adapters, publication state, publisher."""
+
+    def __init__(self, config: ImagingSourceConfig, *, db_url: str = DEFAULT_DB, engine: Engine | None = None,
+                 adapters: dict[str, PacsAdapter] | None = None, spool_dir: str | None = None) -> None:
+        self.config = config
+        self.engine = engine or db.create(db_url)
+        db.upgrade(self.engine, MIGRATIONS)
+        self.adapters = adapters if adapters is not None else {p.name: make_adapter(p) for p in config.pacs}
+        self.publisher = Publisher(config, self.adapters, self.engine)
+        self.spool_dir = spool_dir or tempfile.mkdtemp(prefix="xdsi-ids-")
+        Path(self.spool_dir).mkdir(parents=True, exist_ok=True)
+
+    def locate(self, study_uid: str) -> PacsAdapter | None:
+        """The PACS holding a study: the one it was published from, else the first that finds it."""
+        with self.engine.connect() as conn:
+            published = state.get(conn, study_uid)
+        if published is not None and published.pacs in self.adapters:
+            return self.adapters[published.pacs]
+        for adapter in self.adapters.values():
+            try:
+                if adapter.find_studies(study_instance_uid=study_uid):
+                    return adapter
+            except PacsError as exc:
+                log.warning("RAD-69: PACS %s not reachable while locating %s: %s", adapter.name, study_uid, exc)
+        return None
+
+    def retrieve(self, req: SoapRequest) -> SoapResponse:
+        return retrieve_imaging_document_set(self, req)
+
+    def close(self) -> None:
+        self.publisher.close()
+        self.engine.dispose()
+
+
+def create_app(ids: ImagingSource, *, watch: bool = False, poll_interval: float = 60,
+               stable_seconds: float = 300) -> Starlette:
+    """The imaging source's ASGI application. With ``watch``, a background task polls the PACS every
+    ``poll_interval`` seconds and publishes studies stable for ``stable_seconds``."""
+    endpoint = soap_endpoint({RAD69: ids.retrieve}, wsdl=WSDL if WSDL.exists() else None)
+    watcher = Watcher(ids.publisher, stable_seconds=stable_seconds)
+
+    async def watch_loop() -> None:
+        while True:
+            try:
+                for result in await run_in_threadpool(watcher.poll):
+                    log.info("watcher: %s %s %s %s", result.pacs, result.study_instance_uid, result.outcome,
+                             result.message)
+            except Exception:  # keep watching; the next poll retries
+                log.exception("watcher poll failed")
+            await asyncio.sleep(poll_interval)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        task = asyncio.create_task(watch_loop()) if watch else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+            ids.close()
+
+    async def health(_request):  # type: ignore[no-untyped-def]
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/imaging-source", endpoint, methods=["GET", "POST"]), Route("/health", health)],
+                    lifespan=lifespan)
+    app.state.imaging_source = ids
+    return app

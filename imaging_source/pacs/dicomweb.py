@@ -1,0 +1,410 @@
+"""A PACS reached over DICOMweb (PS3.18): QIDO-RS to query, WADO-RS to retrieve, with httpx.
+
+WADO-RS asks for ``multipart/related; type="application/dicom"; transfer-syntax=*`` so the origin server
+sends each instance in its stored transfer syntax (PS3.18 8.7.3.5.2: ``*`` means "as stored, no
+transcoding"); with Orthanc that gives the stored file byte for byte. The multipart body is split while it
+streams in (:func:`iter_multipart`) and each part goes straight to a file, so a study never sits in
+memory. (``xdsi.soap.mtom.read_multipart_related`` is async and returns only once the whole package is
+read, so it cannot hand over one instance at a time.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any, BinaryIO, Self
+
+import httpx
+from pydicom.filereader import dcmread, read_file_meta_info
+
+from imaging_source.pacs.base import Instance, PacsError, Series, Study, check_uid, date_range, is_uid, sort_key
+
+__all__ = ["DicomWebAdapter", "MultipartError", "iter_multipart"]
+
+WADO_ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+QIDO_ACCEPT = "application/dicom+json"
+_PAGE = 1000  # QIDO-RS limit per request; the adapter pages with offset
+_CHUNK = 1 << 16
+
+# Tags (DICOM JSON keys) read from QIDO-RS answers.
+T = {
+    "SpecificCharacterSet": "00080005", "StudyDate": "00080020", "StudyTime": "00080030",
+    "AccessionNumber": "00080050", "Modality": "00080060", "ModalitiesInStudy": "00080061",
+    "InstitutionName": "00080080", "ReferringPhysicianName": "00080090", "StudyDescription": "00081030",
+    "SeriesDescription": "0008103E", "SOPClassUID": "00080016", "SOPInstanceUID": "00080018",
+    "PatientName": "00100010", "PatientID": "00100020", "IssuerOfPatientID": "00100021",
+    "PatientBirthDate": "00100030", "PatientSex": "00100040", "BodyPartExamined": "00180015",
+    "StudyInstanceUID": "0020000D", "SeriesInstanceUID": "0020000E", "SeriesNumber": "00200011",
+    "InstanceNumber": "00200013", "NumberOfStudyRelatedInstances": "00201208",
+}
+# Optional attributes (PS3.18 10.6.1.2.3 lists the required ones) asked for with includefield.
+STUDY_FIELDS = ("IssuerOfPatientID", "InstitutionName", "StudyDescription", "NumberOfStudyRelatedInstances",
+                "ModalitiesInStudy", "PatientBirthDate", "PatientSex", "ReferringPhysicianName")
+SERIES_FIELDS = ("BodyPartExamined", "SeriesDescription", "SeriesNumber", "Modality")
+INSTANCE_FIELDS = ("SOPClassUID", "InstanceNumber", "SeriesInstanceUID")
+
+
+class MultipartError(ValueError):
+    """The multipart/related body is malformed or truncated."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# DICOM JSON (PS3.18 F.2)
+
+
+def _values(item: Mapping[str, Any], keyword: str) -> list[Any]:
+    return list(item.get(T[keyword], {}).get("Value", []))
+
+
+def _text(item: Mapping[str, Any], keyword: str) -> str:
+    vals = _values(item, keyword)
+    out = []
+    for v in vals:
+        if isinstance(v, dict):  # PN: {"Alphabetic": ..., "Ideographic": ...}
+            v = v.get("Alphabetic", "")
+        out.append("" if v is None else str(v))
+    return "\\".join(out)
+
+
+def _int(item: Mapping[str, Any], keyword: str) -> int | None:
+    vals = _values(item, keyword)
+    try:
+        return int(vals[0]) if vals and vals[0] not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _study_from(pacs: str, item: Mapping[str, Any]) -> Study:
+    return Study(
+        pacs=pacs,
+        study_instance_uid=_text(item, "StudyInstanceUID"),
+        patient_id=_text(item, "PatientID"),
+        issuer_of_patient_id=_text(item, "IssuerOfPatientID"),
+        patient_name=_text(item, "PatientName"),
+        patient_birth_date=_text(item, "PatientBirthDate"),
+        patient_sex=_text(item, "PatientSex"),
+        accession_number=_text(item, "AccessionNumber"),
+        study_date=_text(item, "StudyDate"),
+        study_time=_text(item, "StudyTime"),
+        study_description=_text(item, "StudyDescription"),
+        referring_physician_name=_text(item, "ReferringPhysicianName"),
+        institution_name=_text(item, "InstitutionName"),
+        modalities_in_study=[str(v) for v in _values(item, "ModalitiesInStudy") if v],
+        number_of_instances=_int(item, "NumberOfStudyRelatedInstances"),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Streaming multipart/related splitter (RFC 2046 5.1.1)
+
+
+def _boundary(content_type: str) -> str:
+    from xdsi.soap.mtom import parse_content_type
+
+    mime, params = parse_content_type(content_type)
+    if mime != "multipart/related":
+        raise MultipartError(f"expected multipart/related, got {mime!r}")
+    boundary = params.get("boundary", "")
+    if not boundary or len(boundary) > 200 or any(c in boundary for c in "\r\n"):
+        raise MultipartError("the Content-Type has no usable boundary parameter")
+    return boundary
+
+
+def _parse_headers(block: bytes) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for line in block.replace(b"\r\n", b"\n").split(b"\n"):
+        if b":" in line:
+            k, _, v = line.partition(b":")
+            headers[k.strip().decode("latin-1").lower()] = v.strip().decode("latin-1")
+    return headers
+
+
+def iter_multipart(chunks: Iterable[bytes], boundary: str) -> Iterator[tuple[str, Any]]:
+    """Split a multipart body while it streams in.
+
+    Yields ``("headers", dict)`` at the start of each part (lower-case names), ``("data", bytes)`` for its
+    content in pieces, ``("end", None)`` when the part is complete. Tolerates bare-LF line ends and a
+    preamble; raises MultipartError on a body that ends before the closing delimiter.
+    """
+    delim = b"--" + boundary.encode("latin-1")
+    sep = b"\n" + delim  # the CR before it, if any, is trimmed from the part's content
+    keep = len(sep) + 1
+    buf = b""
+    state = "preamble"
+    it = iter(chunks)
+    eof = False
+
+    def more() -> bool:
+        nonlocal buf, eof
+        for chunk in it:
+            if chunk:
+                buf += chunk
+                return True
+        eof = True
+        return False
+
+    while True:
+        if state == "preamble":  # buf is at (or before) a delimiter line
+            i = buf.find(delim)
+            if i < 0 or len(buf) < i + len(delim) + 2:
+                if len(buf) > 64 * 1024 and i < 0:
+                    raise MultipartError("no multipart boundary in the first 64 KiB")
+                if not more():
+                    raise MultipartError("body ends before the closing boundary")
+                continue
+            rest = buf[i + len(delim):]
+            if rest.startswith(b"--"):
+                return  # close-delimiter; the epilogue is ignored
+            nl = rest.find(b"\n")
+            if nl < 0:
+                if not more():
+                    raise MultipartError("body ends inside a boundary line")
+                continue
+            buf = rest[nl + 1:]
+            state = "headers"
+        elif state == "headers":
+            if buf in (b"", b"\r"):
+                if not more():
+                    raise MultipartError("body ends inside part headers")
+                continue
+            if buf.startswith((b"\r\n", b"\n")):  # a part without headers
+                buf = buf[2 if buf.startswith(b"\r") else 1:]
+                yield "headers", {}
+                state = "body"
+                continue
+            m = min((j for j in (buf.find(b"\r\n\r\n"), buf.find(b"\n\n")) if j >= 0), default=-1)
+            if m < 0:
+                if len(buf) > 16 * 1024:
+                    raise MultipartError("part headers over 16 KiB")
+                if not more():
+                    raise MultipartError("body ends inside part headers")
+                continue
+            end = m + (4 if buf[m:m + 4] == b"\r\n\r\n" else 2)
+            yield "headers", _parse_headers(buf[:m])
+            buf = buf[end:]
+            state = "body"
+        else:  # body
+            i = buf.find(sep)
+            if i >= 0:
+                stop = i - 1 if i > 0 and buf[i - 1:i] == b"\r" else i
+                if stop > 0:
+                    yield "data", buf[:stop]
+                yield "end", None
+                buf = buf[i + 1:]
+                state = "preamble"
+                continue
+            if len(buf) > keep:
+                yield "data", buf[:-keep]
+                buf = buf[-keep:]
+            if not more():
+                raise MultipartError("body ends inside a part (truncated response)")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Adapter
+
+
+class DicomWebAdapter:
+    """A PACS with a DICOMweb origin server at ``base_url`` (e.g. ``http://pacs:8042/dicom-web``).
+
+    ``ae_title`` is the PACS's DICOM AE title, for the KOS Retrieve AE Title ("" if it has none);
+    ``headers`` go with every request (e.g. ``Authorization``).
+    """
+
+    def __init__(self, name: str, base_url: str, *, ae_title: str = "", timeout: float = 30,
+                 headers: Mapping[str, str] | None = None) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self.ae_title = ae_title
+        self.timeout = timeout
+        self._client = httpx.Client(timeout=timeout, headers=dict(headers or {}), follow_redirects=False)
+
+    def __repr__(self) -> str:
+        return f"DicomWebAdapter({self.name!r}, {self.base_url!r})"
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- HTTP -------------------------------------------------------------------------------------
+
+    def _fail(self, what: str, url: str, err: Exception) -> PacsError:
+        if isinstance(err, httpx.TimeoutException):
+            return PacsError(f"{what}: DICOMweb PACS {self.name!r} at {url} did not answer within "
+                             f"{self.timeout:g}s")
+        if isinstance(err, httpx.ConnectError):
+            return PacsError(f"{what}: cannot connect to DICOMweb PACS {self.name!r} at {url}: {err}")
+        return PacsError(f"{what}: DICOMweb PACS {self.name!r} at {url}: {err}")
+
+    def _qido(self, path: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """All matches of a QIDO-RS search, paged with limit/offset; [] when the resource is unknown."""
+        url = self.base_url + path
+        out: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        offset = 0
+        while True:
+            try:
+                r = self._client.get(url, params={**params, "limit": _PAGE, "offset": offset},
+                                     headers={"Accept": QIDO_ACCEPT})
+            except httpx.HTTPError as err:
+                raise self._fail("QIDO-RS", url, err) from err
+            if r.status_code in (204, 404):
+                return out
+            if r.status_code != 200:
+                raise PacsError(f"QIDO-RS {url} on PACS {self.name!r}: HTTP {r.status_code} {r.text[:200]!r}")
+            try:
+                page = r.json()
+            except ValueError as err:
+                raise PacsError(f"QIDO-RS {url} on PACS {self.name!r}: response is not DICOM JSON") from err
+            if not isinstance(page, list) or not all(isinstance(p, dict) for p in page):
+                raise PacsError(f"QIDO-RS {url} on PACS {self.name!r}: response is not DICOM JSON "
+                                "(an array of objects)")
+            fresh = [p for p in page if repr(sorted(p.items())) not in seen]
+            for p in fresh:
+                seen.add(repr(sorted(p.items())))
+            out.extend(fresh)
+            # Stop on a short page, or if the server ignores offset (the same page again).
+            if len(page) < _PAGE or not fresh:
+                return out
+            offset += len(page)
+
+    # --- query ------------------------------------------------------------------------------------
+
+    def find_studies(self, *, patient_id: str | None = None, study_instance_uid: str | None = None,
+                     since: date | None = None, until: date | None = None) -> list[Study]:
+        """QIDO-RS ``/studies``; ``since``/``until`` become a StudyDate range (inclusive)."""
+        params: dict[str, Any] = {"includefield": [T[k] for k in STUDY_FIELDS]}
+        if patient_id:
+            params["PatientID"] = patient_id
+        if study_instance_uid:
+            params["StudyInstanceUID"] = check_uid(study_instance_uid, "StudyInstanceUID")
+        if since or until:
+            params["StudyDate"] = date_range(since, until)
+        return [_study_from(self.name, m) for m in self._qido("/studies", params)]
+
+    def study(self, study_instance_uid: str) -> Study | None:
+        """The study with its tree: ``/studies?StudyInstanceUID=``, ``/studies/{uid}/series`` and
+        ``/studies/{uid}/instances`` (three requests whatever the number of series)."""
+        uid = check_uid(study_instance_uid, "StudyInstanceUID")
+        found = self.find_studies(study_instance_uid=uid)
+        if not found:
+            return None
+        study = found[0]
+        series: dict[str, Series] = {}
+        for m in self._qido(f"/studies/{uid}/series", {"includefield": [T[k] for k in SERIES_FIELDS]}):
+            s = Series(series_instance_uid=_text(m, "SeriesInstanceUID"), modality=_text(m, "Modality"),
+                       body_part_examined=_text(m, "BodyPartExamined"), series_number=_int(m, "SeriesNumber"),
+                       series_description=_text(m, "SeriesDescription"))
+            series[s.series_instance_uid] = s
+        for m in self._qido(f"/studies/{uid}/instances", {"includefield": [T[k] for k in INSTANCE_FIELDS]}):
+            suid = _text(m, "SeriesInstanceUID")
+            owner = series.get(suid)
+            if owner is None:  # an instance arrived between the two queries: its series is known by UID only
+                owner = series[suid] = Series(series_instance_uid=suid, modality=_text(m, "Modality"))
+            owner.instances.append(Instance(_text(m, "SOPClassUID"), _text(m, "SOPInstanceUID"),
+                                        _int(m, "InstanceNumber")))
+        for s in series.values():
+            s.instances.sort(key=lambda i: sort_key(i.instance_number, i.sop_instance_uid))
+        study.series = sorted(series.values(), key=lambda s: sort_key(s.series_number, s.series_instance_uid))
+        return study
+
+    # --- retrieve ---------------------------------------------------------------------------------
+
+    def retrieve(self, study_instance_uid: str, dest_dir: Path, *, series_instance_uid: str | None = None,
+                 sop_instance_uids: Sequence[str] | None = None) -> Iterator[Path]:
+        """WADO-RS the study, one series, or the listed instances (one request each) into ``dest_dir``.
+
+        Yields each ``dest_dir/<SOPInstanceUID>.dcm`` once complete; these are the stored objects as
+        the origin server has them (``transfer-syntax=*``). Unknown study/series/instances yield nothing.
+        """
+        uid = check_uid(study_instance_uid, "StudyInstanceUID")
+        if series_instance_uid:
+            check_uid(series_instance_uid, "SeriesInstanceUID")
+        dest_dir = Path(dest_dir)
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        if sop_instance_uids is None:
+            path = f"/studies/{uid}" + (f"/series/{series_instance_uid}" if series_instance_uid else "")
+            yield from self._wado(path, dest_dir)
+            return
+        wanted = [check_uid(u, "SOPInstanceUID") for u in sop_instance_uids]
+        # WADO-RS addresses an instance under its series: find the series of each listed instance.
+        scope = f"/studies/{uid}" + (f"/series/{series_instance_uid}" if series_instance_uid else "")
+        where = {_text(m, "SOPInstanceUID"): series_instance_uid or _text(m, "SeriesInstanceUID")
+                 for m in self._qido(scope + "/instances", {"includefield": T["SeriesInstanceUID"]})}
+        for sop in dict.fromkeys(wanted):
+            if sop in where:
+                yield from self._wado(f"/studies/{uid}/series/{where[sop]}/instances/{sop}", dest_dir)
+
+    def _wado(self, path: str, dest_dir: Path) -> Iterator[Path]:
+        url = self.base_url + path
+        try:
+            with self._client.stream("GET", url, headers={"Accept": WADO_ACCEPT}) as r:
+                if r.status_code in (204, 404):
+                    return
+                if r.status_code != 200:
+                    r.read()
+                    raise PacsError(f"WADO-RS {url} on PACS {self.name!r}: HTTP {r.status_code} {r.text[:200]!r}")
+                try:
+                    boundary = _boundary(r.headers.get("content-type", ""))
+                    yield from _write_parts(iter_multipart(r.iter_bytes(_CHUNK), boundary), dest_dir)
+                except MultipartError as err:
+                    raise PacsError(f"WADO-RS {url} on PACS {self.name!r}: bad multipart response: {err}") from err
+        except httpx.HTTPError as err:
+            raise self._fail("WADO-RS", url, err) from err
+
+
+def _write_parts(events: Iterator[tuple[str, Any]], dest_dir: Path) -> Iterator[Path]:
+    """Write each application/dicom part to a temp file, then rename it to ``<SOPInstanceUID>.dcm``."""
+    out: BinaryIO | None = None
+    tmp = ""
+    try:
+        for kind, value in events:
+            if kind == "headers":
+                ctype = value.get("content-type", "application/dicom").split(";")[0].strip().lower()
+                if ctype != "application/dicom":
+                    raise MultipartError(f"part of type {ctype!r}, expected application/dicom")
+                fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=".part-", suffix=".dcm")
+                out = os.fdopen(fd, "wb")
+            elif kind == "data":
+                assert out is not None
+                out.write(value)
+            else:
+                assert out is not None
+                out.close()
+                out = None
+                path = dest_dir / f"{_sop_instance_uid(Path(tmp))}.dcm"
+                os.replace(tmp, path)
+                tmp = ""
+                yield path
+    finally:
+        if out is not None:
+            out.close()
+        if tmp:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def _sop_instance_uid(path: Path) -> str:
+    try:
+        uid = str(read_file_meta_info(path).get("MediaStorageSOPInstanceUID", ""))
+    except Exception:  # noqa: BLE001 -- not Part 10 (pydicom raises various types): try the data set
+        uid = ""
+    if not uid:  # no Part 10 header: read the data set's own UID
+        try:
+            uid = str(dcmread(path, force=True, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
+                      .get("SOPInstanceUID", ""))
+        except Exception as err:  # pydicom raises many types on malformed input
+            raise MultipartError(f"a part is not DICOM: {err}") from err
+    if not uid or not is_uid(uid):
+        raise MultipartError(f"a part has no usable SOP Instance UID ({uid!r})")
+    return uid
+

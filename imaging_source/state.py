@@ -1,0 +1,65 @@
+"""What the imaging source has published: one row per study manifest it keeps current in the registry.
+
+The publisher gives every manifest DocumentEntry its own entryUUID, so replacing a manifest (RPLC) or
+deprecating it (ITI-57) needs no registry lookup; the instance digest tells whether a study changed since
+its manifest was built. RAD-69 uses the table to find which PACS holds a study.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import Column, Connection, Float, Integer, MetaData, String, Table, delete, insert, select
+
+metadata = MetaData()
+
+PUBLISHED = "published"
+WITHDRAWN = "withdrawn"
+
+published_study = Table(
+    "ids_published_study",
+    metadata,
+    Column("study_instance_uid", String, primary_key=True),
+    Column("pacs", String, nullable=False),
+    Column("entry_uuid", String, nullable=False),  # the current manifest's DocumentEntry entryUUID
+    Column("document_unique_id", String, nullable=False),  # = KOS SOP Instance UID
+    Column("patient_id", String, nullable=False),  # affinity-domain id it was published under
+    Column("digest", String, nullable=False),  # SHA-1 of the sorted SOP Instance UIDs it references
+    Column("instances", Integer, nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("published_at", Float, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Published:
+    study_instance_uid: str
+    pacs: str
+    entry_uuid: str
+    document_unique_id: str
+    patient_id: str
+    digest: str
+    instances: int
+    status: str
+    published_at: float
+
+
+def get(conn: Connection, study_instance_uid: str) -> Published | None:
+    row = conn.execute(select(published_study).where(published_study.c.study_instance_uid == study_instance_uid)).first()
+    return Published(**row._mapping) if row is not None else None
+
+
+def for_pacs(conn: Connection, pacs: str, status: str = PUBLISHED) -> list[Published]:
+    rows = conn.execute(select(published_study).where(published_study.c.pacs == pacs,
+                                                      published_study.c.status == status))
+    return [Published(**r._mapping) for r in rows]
+
+
+def put(conn: Connection, p: Published) -> None:
+    conn.execute(delete(published_study).where(published_study.c.study_instance_uid == p.study_instance_uid))
+    conn.execute(insert(published_study).values(**p.__dict__))
+
+
+def now() -> float:
+    return time.time()
