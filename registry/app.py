@@ -1,4 +1,5 @@
-"""The Document Registry as a Starlette application: SOAP at ``/registry`` (ITI-42, ITI-18), ITI-8 over MLLP."""
+"""The Document Registry as a Starlette application: SOAP at ``/registry`` (ITI-42, ITI-18, ITI-57, ITI-62),
+ITI-8 over MLLP."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from registry.delete import delete
 from registry.register import register
 from registry.storage.engine import DEFAULT_URL, make_engine
 from registry.storage.patients import PatientStore
 from registry.storedquery import run_stored_query
+from registry.update import update
 from xdsi import codes as codelist
 from xdsi.ebxml.response import registry_response
 from xdsi.soap.endpoint import SoapRequest, SoapResponse, soap_endpoint
@@ -25,6 +28,8 @@ log = logging.getLogger(__name__)
 
 ITI42 = "urn:ihe:iti:2007:RegisterDocumentSet-b"
 ITI18 = "urn:ihe:iti:2007:RegistryStoredQuery"
+ITI57 = "urn:ihe:iti:2010:UpdateDocumentSet"
+ITI62 = "urn:ihe:iti:2010:DeleteDocumentSet"
 WSDL = Path(__file__).resolve().parent / "wsdl" / "registry.wsdl"
 
 
@@ -57,6 +62,13 @@ class Registry:
         result = register(self.engine, req.body, codes=self.codes)
         return SoapResponse(ITI42 + "Response", registry_response(result.errors))
 
+    def update_document_set(self, req: SoapRequest) -> SoapResponse:
+        result = update(self.engine, req.body, codes=self.codes)
+        return SoapResponse(ITI57 + "Response", registry_response(result.errors))
+
+    def delete_document_set(self, req: SoapRequest) -> SoapResponse:
+        return SoapResponse(ITI62 + "Response", registry_response(delete(self.engine, req.body)))
+
     def stored_query(self, req: SoapRequest) -> SoapResponse:
         with self.engine.connect() as conn:
             body = run_stored_query(conn, req.body, max_results=self.config.max_results)
@@ -72,7 +84,8 @@ def create_app(config: RegistryConfig | None = None, *, registry: Registry | Non
     """The registry's ASGI application. The ITI-8 MLLP listener runs in its lifespan."""
     registry = registry or Registry(config or RegistryConfig())
     endpoint = soap_endpoint(
-        {ITI42: registry.register_document_set, ITI18: registry.stored_query},
+        {ITI42: registry.register_document_set, ITI18: registry.stored_query,
+         ITI57: registry.update_document_set, ITI62: registry.delete_document_set},
         wsdl=WSDL if WSDL.exists() else None,
         mirror_mtom=False,  # registry answers are plain SOAP 1.2 even to MTOM requests (ITI TF-2x V.3.6)
     )

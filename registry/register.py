@@ -57,6 +57,7 @@ def register(engine: Engine, request: etree._Element, *, codes: CodeList | None 
     """Register the contents of an ``lcm:SubmitObjectsRequest``."""
     sub, errors = read_submission(request)
     errors += validate_register(sub, codes=codes)
+    errors += _initial_versions_only(sub)
     if any(e.is_error for e in errors):
         return RegisterResult(errors, {})
     try:
@@ -71,6 +72,16 @@ def register(engine: Engine, request: etree._Element, *, codes: CodeList | None 
     except XDSError as exc:
         return RegisterResult(exc.errors, {})
     return RegisterResult(errors, assigned)
+
+
+def _initial_versions_only(sub: Submission) -> list[RegistryError]:
+    """A Register creates version 1 of each object: its logicalId, if given, is its own entryUUID. An object
+    whose ``lid`` names another object is a new version, which only ITI-57 Update Document Set may submit
+    (ITI TF-3 4.2.3.2, DocumentEntry.logicalID)."""
+    return [RegistryError(E.XDSRegistryMetadataError,
+                          f"{type(o).__name__} {o.id}: lid {o.lid} differs from its id; a new version of a registered "
+                          "object is submitted with Update Document Set (ITI-57)", o.id)
+            for o in sub.objects() if o.lid and o.lid != o.id]
 
 
 def _lock_unique_ids(conn: Connection, sub: Submission) -> None:
@@ -108,7 +119,8 @@ def _check_registry_state(conn: Connection, sub: Submission) -> tuple[list[Regis
 
     # Objects referenced by associations but not in the message must exist in the registry.
     referenced = {ref for a in sub.associations for ref in (a.source_object, a.target_object)} - set(in_message)
-    existing = {row.id: row for row in store.fetch_by_ids(conn, referenced)}
+    # KEY SHARE (PostgreSQL): a concurrent Delete Document Set (ITI-62) cannot remove them under us.
+    existing = {row.id: row for row in store.fetch_by_ids(conn, referenced, lock="key share")}
     for ref in sorted(referenced - set(existing)):
         errors.append(RegistryError(E.XDSRegistryMetadataError,
                                     f"Association references {ref}, which is neither in the submission nor in the registry",
@@ -262,12 +274,13 @@ def _fold_top_level(request: etree._Element, sub: Submission) -> None:
             target.append(child)
 
 
-def _set_registry_attributes(obj: RegistryObject, status: str = v.STATUS_APPROVED) -> None:
-    """status, lid and VersionInfo are set by the registry (ITI TF-3 4.1.3, 4.2.3.x)."""
+def _set_registry_attributes(obj: RegistryObject, status: str = v.STATUS_APPROVED, version: int = 1) -> None:
+    """status, lid and VersionInfo are set by the registry (ITI TF-3 4.1.3, 4.2.3.x); ``version`` > 1 for a
+    new version of a logical object (ITI-57)."""
     el = obj.source
     obj.status = status
     obj.lid = obj.lid if obj.lid.startswith("urn:uuid:") else obj.id
-    obj.version = "1"
+    obj.version = str(version)
     el.set("status", status)
     el.set("lid", obj.lid)
     vi = el.find(q(RIM, "VersionInfo"))
@@ -281,7 +294,7 @@ def _set_registry_attributes(obj: RegistryObject, status: str = v.STATUS_APPROVE
             el.insert(0, vi)
         else:
             anchor.addnext(vi)
-    vi.set("versionName", "1")
+    vi.set("versionName", str(version))
 
 
 def _set_slot(el: etree._Element, name: str, values: Iterable[str]) -> None:

@@ -57,6 +57,11 @@ class Repository:
     def __init__(self, config: RepositoryConfig, *, engine: Engine | None = None) -> None:
         self.config = config
         self.store = open_store(config.store_url)
+        # A store that cannot work (an S3 bucket that does not exist) is a deployment error: fail now, saying
+        # which, rather than at the first submission. Buckets are provisioned, never created here.
+        check = getattr(self.store, "check_bucket", None)
+        if check is not None:
+            check()
         self.engine = engine or db.create(config.db_url)
         db.upgrade(self.engine, MIGRATIONS)
         self.registry = RegistryClient(config.registry_url)

@@ -517,7 +517,10 @@ def _check_consistency(ds: Dataset, summary: ManifestSummary, de: DocumentEntry,
     if summary.patient_id != cx.id:
         out.warning(f"the KOS {_attr('PatientID')} is {_shown(summary.patient_id)} but sourcePatientId is "
                     f"'{de.source_patient_id}' (id '{cx.id}')")
-    elif summary.issuer and authority and summary.issuer not in authority:
+    # IssuerOfPatientID is often a local namespace ("HOSP_A") whose OID is in the qualifiers' UniversalEntityID:
+    # either name matching the CX assigning authority is consistent.
+    elif summary.issuer and authority and not ({summary.issuer, *(
+            _text(q, "UniversalEntityID") for q in _items(ds, "IssuerOfPatientIDQualifiersSequence"))} & authority):
         keyword = "IssuerOfPatientID" if _text(ds, "IssuerOfPatientID") else "IssuerOfPatientIDQualifiersSequence"
         out.warning(f"the KOS {_attr(keyword)} is '{summary.issuer}' but the assigning authority of sourcePatientId "
                     f"'{de.source_patient_id}' is '{cx.assigning_authority}'")

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import BigInteger, Column, Connection, Float, Index, MetaData, String, Table, delete, insert, select, update
+from sqlalchemy import BigInteger, Column, Connection, Float, Index, MetaData, String, Table, delete, insert, select, text, update
 
 metadata = MetaData()
 
@@ -58,8 +58,20 @@ def lookup(conn: Connection, unique_ids: Iterable[str]) -> dict[str, Held]:
     return {r.unique_id: _held(r) for r in rows}
 
 
+def lock_content(conn: Connection, keys: Iterable[str]) -> None:
+    """PostgreSQL: serialize, per content key, recording references with deleting unreferenced content
+    (transaction-scoped advisory locks, sorted against deadlock). SQLite's write transaction already
+    excludes every other writer."""
+    if conn.dialect.name != "postgresql":
+        return
+    for key in sorted(set(keys)):
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": "content:" + key})
+
+
 def record_pending(conn: Connection, submission: str, docs: Sequence[Held]) -> None:
-    """Insert (or replace, for a retried submission) the documents of one submission as pending."""
+    """Insert (or replace, for a retried submission) the documents of one submission as pending.
+    Run it in a write transaction (:func:`xdsi.db.write_transaction`)."""
+    lock_content(conn, [d.content_key for d in docs])
     now = time.time()
     conn.execute(delete(document).where(document.c.unique_id.in_([d.unique_id for d in docs])))
     conn.execute(insert(document), [

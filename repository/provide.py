@@ -6,11 +6,12 @@ The order is what makes "nothing lost, nothing half-done" hold:
 1. validate the metadata and match every document to its DocumentEntry; compute each document's size
    and SHA-1 (MTOM parts were hashed while they streamed in) and compare them with the metadata;
    check KOS manifests (RAD-68);
-2. store the content durably (:mod:`repository.store`: fsync + atomic rename), then write the ledger rows
-   ``pending`` (durable commit) - so every entry the registry may learn of has its bytes;
+2. write the ledger rows ``pending`` (durable commit), then store the content durably
+   (:mod:`repository.store`: fsync + atomic rename) - so every entry the registry may learn of has its
+   bytes, and the orphan sweep never takes content a pending row points at;
 3. send ITI-42; on Success mark the rows ``registered``; on refusal delete rows and content and relay the
-   registry's errors. A crash anywhere leaves either orphan content (swept after a grace period) or
-   pending rows, which :mod:`repository.recovery` settles by asking the registry.
+   registry's errors. A crash anywhere leaves pending rows (and maybe their content), which
+   :mod:`repository.recovery` settles by asking the registry, or a spool file, removed after a grace period.
 
 A retried submission whose documents are already registered with the same content answers Success
 without registering twice, so a submitter that lost our answer can simply send again.
@@ -31,7 +32,9 @@ from pathlib import Path
 from lxml import etree
 
 from repository import kos, ledger
+from repository.recovery import forget_documents
 from repository.registry_client import RegistryUnavailable
+from xdsi.db import write_transaction
 from xdsi.ebxml.namespaces import XDSB, q
 from xdsi.ebxml.response import registry_response
 from xdsi.ebxml.tags import T_SLOT, T_SUBMIT, T_VALUE, T_VALUELIST
@@ -180,15 +183,16 @@ def _store_and_register(repo, request: etree._Element, entries: dict[str, Docume
         if answer is not None:
             return answer
 
-    docs = []
-    for uid, (de, content) in by_uid.items():
-        stored = repo.store.put_file(content.path, content.sha1, content.size)
-        docs.append(ledger.Held(uid, stored.key, stored.size, de.mime_type, ledger.PENDING))
-    repo.crash_point("after_store")
-    submission = str(uuid.uuid4())
-    with repo.engine.begin() as conn:
-        ledger.record_pending(conn, submission, docs)
+    # The pending rows go first: from their commit on, the orphan sweep will not delete this content
+    # (see recovery.sweep_orphans), even when put_file finds it already stored and only deduplicates.
+    docs = [ledger.Held(uid, content.sha1, content.size, de.mime_type, ledger.PENDING)
+            for uid, (de, content) in by_uid.items()]
+    with write_transaction(repo.engine) as conn:
+        ledger.record_pending(conn, str(uuid.uuid4()), docs)
     repo.crash_point("after_pending")
+    for _uid, (_de, content) in by_uid.items():
+        repo.store.put_file(content.path, content.sha1, content.size)
+    repo.crash_point("after_store")
 
     try:
         response = repo.registry.register(request)
@@ -206,10 +210,7 @@ def _store_and_register(repo, request: etree._Element, entries: dict[str, Docume
 
 def _undo(repo, unique_ids: list[str]) -> None:  # type: ignore[no-untyped-def]
     """The registry refused (or could not be asked): forget the documents and delete unshared content."""
-    with repo.engine.begin() as conn:
-        orphans = ledger.forget(conn, unique_ids)
-    for key in orphans:
-        repo.store.delete(key)
+    forget_documents(repo, unique_ids)
 
 
 def _retried(repo, by_uid: dict, held: dict[str, ledger.Held]) -> list[RegistryError] | None:  # type: ignore[no-untyped-def]

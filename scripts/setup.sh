@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3}
-APT_PACKAGES="postgresql"
+APT_PACKAGES="postgresql orthanc orthanc-dicomweb dcmtk wrk"
 # Node.js runs s3rver (the S3 store tests); the machine image ships it, Debian's packages are the fallback.
 command -v npm >/dev/null 2>&1 || APT_PACKAGES="$APT_PACKAGES nodejs npm"
 

@@ -79,6 +79,8 @@ registry_object = Table(
 Index("ix_ro_patient_kind", registry_object.c.patient_id, registry_object.c.kind, registry_object.c.status)
 Index("ix_ro_unique_id", registry_object.c.unique_id)
 Index("ix_ro_lid", registry_object.c.lid)
+#: One row per version of a logical object (ITI-57): two updates of the same version cannot both commit.
+Index("ux_ro_lid_version", registry_object.c.lid, registry_object.c.version, unique=True)
 Index("ix_ro_source", registry_object.c.source_object, registry_object.c.assoc_type)
 Index("ix_ro_target", registry_object.c.target_object, registry_object.c.assoc_type)
 

@@ -21,6 +21,10 @@ from typing import IO, Protocol, Self
 _KEY = re.compile(r"[0-9a-f]{40}")
 
 
+class StoreUnavailable(RuntimeError):
+    """The store cannot be used as configured (e.g. its S3 bucket does not exist); the message says why."""
+
+
 @dataclass(frozen=True)
 class StoredContent:
     """What a ``put`` stored: the content key (lower-case SHA-1 hex) and its size in bytes."""

@@ -30,11 +30,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from repository.store.base import (
     ReadChunks,
     StoredContent,
+    StoreUnavailable,
     check_key,
     is_key,
     remove_stale_files,
@@ -149,6 +150,21 @@ class S3Store:
             if not _is_not_found(e):
                 raise
             self.client.create_bucket(Bucket=self.bucket)
+
+    def check_bucket(self) -> None:
+        """Raise :class:`StoreUnavailable` naming the bucket and endpoint if the bucket does not exist or cannot
+        be reached. The repository calls it at start-up: it never creates buckets, so a misspelt bucket name is
+        a clear error at once, not a stray new bucket or a failure at the first submission."""
+        where = f"S3 bucket {self.bucket!r} at {self.client.meta.endpoint_url}"
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as e:
+            if e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                raise StoreUnavailable(f"{where} does not exist; create it before starting the repository "
+                                       "(the repository does not create buckets)") from None
+            raise StoreUnavailable(f"{where} is not accessible: {e}") from e
+        except BotoCoreError as e:
+            raise StoreUnavailable(f"{where} cannot be reached: {e}") from e
 
     def object_name(self, key: str) -> str:
         """The S3 object key holding the content of ``key``."""

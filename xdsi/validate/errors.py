@@ -52,6 +52,7 @@ XDSUnknownStudyInstanceUID = "XDSUnknownStudyInstanceUID"
 XDSUnknownSeriesInstanceUID = "XDSUnknownSeriesInstanceUID"
 XDSUnknownSOPInstanceUID = "XDSUnknownSOPInstanceUID"
 XDSRetrieveTransferSyntaxNotSupported = "XDSRetrieveTransferSyntaxNotSupported"
+XDSIRequestError = "XDSIRequestError"  # malformed RAD-69 request (NIST IDS tests)
 
 
 @dataclass(frozen=True)
