@@ -1,0 +1,229 @@
+"""The whole XDS-I.b chain on real peers: two Orthanc PACS side by side (hospital A over DIMSE, hospital B
+over DICOMweb), a registry, a repository and the imaging source, all over real HTTP/DICOM on loopback.
+
+A study of one patient in each PACS (with different local ids) is published as a KOS manifest (RAD-68),
+ITI-18 finds both under the affinity-domain id, ITI-43 returns the manifests, and RAD-69 returns every
+referenced instance as the PACS holds it. A study that changes gets a replacing manifest (RPLC), a study
+that leaves its PACS gets its manifest deprecated (ITI-57).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import httpx
+import pydicom
+import pytest
+from lxml import etree
+
+from conformance.wire import split_multipart
+from imaging_source.app import ImagingSource, create_app
+from imaging_source.config import parse_config
+from imaging_source.pacs.samples import make_study, store_files
+from imaging_source.publish import PUBLISHED, REPLACED, UNCHANGED, UNMAPPED_PATIENT, WITHDRAWN
+from repository.kos import summarize
+from tests.conftest import start_registry, start_repository
+from tests.orthanc import SCU_AET, orthanc_pair  # noqa: F401 (fixture)
+from tests.serving import serve
+from xdsi.ebxml.namespaces import RIM, RS, XDSB, XDSI, q
+from xdsi.ebxml.query import find_documents
+from xdsi.metadata import vocabulary as v
+from xdsi.soap.client import call, request_envelope
+
+DOMAIN_OID = "1.3.6.1.4.1.21367.13.20.1000"
+DOMAIN_PID = f"DOM-777^^^&{DOMAIN_OID}&ISO"
+IDS_UID = "1.3.6.1.4.1.21367.13.80.110"
+RAD69 = "urn:ihe:rad:2009:RetrieveImagingDocumentSet"
+ITI43 = "urn:ihe:iti:2007:RetrieveDocumentSet"
+ITI18 = "urn:ihe:iti:2007:RegistryStoredQuery"
+EXPLICIT_LE, IMPLICIT_LE = "1.2.840.10008.1.2.1", "1.2.840.10008.1.2"
+
+
+def ids_config(tmp_path: Path, pair, registry_url: str, repository_url: str):  # type: ignore[no-untyped-def]
+    table = tmp_path / "hospital-a-ids.csv"
+    table.write_text("local_id,domain_id\nA-777,DOM-777\n")
+    return parse_config({
+        "repository_unique_id": IDS_UID,
+        "source_id": "1.3.6.1.4.1.21367.13.80.1",
+        "repository_url": repository_url,
+        "registry_url": registry_url,
+        "affinity_domain_oid": DOMAIN_OID,
+        "institution": "Test Imaging Network^^^^^^^^^1.3.6.1.4.1.21367.13.40.1",
+        "timezone": "UTC",
+        "pacs": [
+            {"name": "hospital-a", "protocol": "dimse", "ae_title": pair.a.aet, "host": "127.0.0.1",
+             "port": pair.a.dicom_port, "calling_ae_title": SCU_AET, "retrieve": "c-get",
+             "default_issuer": "HOSP_A", "issuer_oid": "1.3.6.1.4.1.21367.13.30.1",
+             "patient_id_mapping": {"table": str(table)}},
+            {"name": "hospital-b", "protocol": "dicomweb", "ae_title": pair.b.aet,
+             "dicomweb_url": pair.b.dicomweb_url, "default_issuer": "1.3.6.1.4.1.21367.13.31.1",
+             "patient_id_mapping": {"strip_prefix": "B-", "prefix": "DOM-"}},
+        ],
+    }, base_dir=tmp_path)
+
+
+def rad69_request(manifest, syntaxes=(EXPLICIT_LE, IMPLICIT_LE)) -> etree._Element:  # type: ignore[no-untyped-def]
+    root = etree.Element(q(XDSI, "RetrieveImagingDocumentSetRequest"), nsmap={"xdsiB": XDSI, "xdsb": XDSB})
+    for series_uid, ref in manifest.series.items():
+        study = root.find(f"{q(XDSI, 'StudyRequest')}[@studyInstanceUID='{ref.study_instance_uid}']")
+        if study is None:
+            study = etree.SubElement(root, q(XDSI, "StudyRequest"), studyInstanceUID=ref.study_instance_uid)
+        series = etree.SubElement(study, q(XDSI, "SeriesRequest"), seriesInstanceUID=series_uid)
+        for sop in ref.instances:
+            dr = etree.SubElement(series, q(XDSB, "DocumentRequest"))
+            etree.SubElement(dr, q(XDSB, "RepositoryUniqueId")).text = ref.retrieve_location_uid
+            etree.SubElement(dr, q(XDSB, "DocumentUniqueId")).text = sop
+    tsl = etree.SubElement(root, q(XDSI, "TransferSyntaxUIDList"))
+    for ts in syntaxes:
+        etree.SubElement(tsl, q(XDSI, "TransferSyntaxUID")).text = ts
+    return root
+
+
+def mtom_call(url: str, action: str, body: etree._Element) -> tuple[etree._Element, dict[str, bytes]]:
+    """POST a request and split the MTOM answer with the conformance runner's independent splitter."""
+    data = etree.tostring(request_envelope(body, action, url))
+    resp = httpx.post(url, content=data, timeout=120,
+                      headers={"Content-Type": f'application/soap+xml; charset=UTF-8; action="{action}"'})
+    assert resp.status_code == 200, resp.text[:500]
+    root, parts = split_multipart(resp.content, resp.headers["content-type"])
+    return etree.fromstring(root).find("{*}Body")[0], parts
+
+
+def documents(body: etree._Element, parts: dict[str, bytes]) -> dict[str, bytes]:
+    out = {}
+    for dr in body.iter(q(XDSB, "DocumentResponse")):
+        href = dr.find(f"{q(XDSB, 'Document')}/{{*}}Include").get("href")
+        out[dr.findtext(q(XDSB, "DocumentUniqueId"))] = parts[href[4:]]
+    return out
+
+
+def approved_manifests(registry_url: str) -> dict[str, str]:
+    """uniqueId -> entryUUID of the Approved DocumentEntries of the test patient."""
+    result = call(registry_url, ITI18, find_documents(DOMAIN_PID))
+    out = {}
+    for eo in result.iter(q(RIM, "ExtrinsicObject")):
+        uid = next(ei.get("value") for ei in eo.iter(q(RIM, "ExternalIdentifier"))
+                   if ei.get("identificationScheme") == v.DE_UNIQUE_ID)
+        assert eo.get("mimeType") == "application/dicom"
+        out[uid] = eo.get("id")
+    return out
+
+
+def dataset_bytes(part10: bytes) -> bytes:
+    """The data set of a Part 10 file without its file meta group (which a DIMSE transfer rebuilds)."""
+    ds = pydicom.dcmread(io.BytesIO(part10), stop_before_pixels=False)
+    meta_end = 132 + 12 + ds.file_meta.FileMetaInformationGroupLength
+    return part10[meta_end:]
+
+
+def test_full_chain_two_pacs_one_patient(orthanc_pair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    pair = orthanc_pair
+    files_a = make_study("A-777", "HOSP_A", out_dir=tmp_path / "a", modality="CT", series=2, instances_per_series=3,
+                         study_description="CT CHEST", body_part="CHEST", accession_number="ACC-A1")
+    files_b = make_study("B-777", "1.3.6.1.4.1.21367.13.31.1", out_dir=tmp_path / "b", modality="MR", series=1,
+                         instances_per_series=4, study_description="MR KNEE", body_part="KNEE")
+    store_files(files_a, http_url=pair.a.http_url)
+    store_files(files_b, dicom=pair.b.dicom)
+    study_a = pydicom.dcmread(files_a[0]).StudyInstanceUID
+    study_b = pydicom.dcmread(files_b[0]).StudyInstanceUID
+
+    with start_registry(f"sqlite:///{tmp_path / 'registry.db'}") as reg, \
+            start_repository(reg.url, tmp_path / "repository") as repo:
+        reg.feed(DOMAIN_PID)
+        ids = ImagingSource(ids_config(tmp_path, pair, reg.url, repo.url), db_url=f"sqlite:///{tmp_path / 'ids.db'}",
+                            spool_dir=str(tmp_path / "ids-spool"))
+        with serve(create_app(ids)) as base:
+            ids_url = base + "/imaging-source"
+            # RAD-68: each study published under the affinity-domain id.
+            results = [ids.publisher.publish_study("hospital-a", study_a),
+                       ids.publisher.publish_study("hospital-b", study_b)]
+            assert [r.outcome for r in results] == [PUBLISHED, PUBLISHED], [r.message for r in results]
+            assert ids.publisher.publish_study("hospital-b", study_b).outcome == UNCHANGED
+
+            # ITI-18 finds both manifests for the one patient.
+            manifests = approved_manifests(reg.url)
+            assert set(manifests) == {r.document_unique_id for r in results}
+
+            # ITI-43 returns the KOS documents.
+            req = etree.Element(q(XDSB, "RetrieveDocumentSetRequest"), nsmap={"xdsb": XDSB})
+            for uid in manifests:
+                dr = etree.SubElement(req, q(XDSB, "DocumentRequest"))
+                etree.SubElement(dr, q(XDSB, "RepositoryUniqueId")).text = repo.repo.config.repository_unique_id
+                etree.SubElement(dr, q(XDSB, "DocumentUniqueId")).text = uid
+            body, parts = mtom_call(repo.url, ITI43, req)
+            kos_docs = documents(body, parts)
+            assert set(kos_docs) == set(manifests)
+
+            # RAD-69 returns every referenced instance as the PACS holds it.
+            for uid, kos in kos_docs.items():
+                path = tmp_path / f"{uid}.dcm"
+                path.write_bytes(kos)
+                manifest = summarize(path)
+                body, parts = mtom_call(ids_url, RAD69, rad69_request(manifest))
+                assert body.find(q(RS, "RegistryResponse")).get("status") == v.RESPONSE_SUCCESS, etree.tostring(body)
+                got = documents(body, parts)
+                wanted = {sop for ref in manifest.series.values() for sop in ref.instances}
+                assert set(got) == wanted
+                pacs = pair.a if manifest.study_instance_uids == [study_a] else pair.b
+                for sop, data in got.items():
+                    stored = pacs.instance_file(sop)
+                    if pacs is pair.b:  # DICOMweb (WADO-RS, transfer-syntax=*): the stored file itself
+                        assert data == stored
+                    else:  # DIMSE C-GET: the stored data set, under a file meta header of the transfer
+                        assert dataset_bytes(data) == dataset_bytes(stored)
+
+            # RAD-69 errors: an instance not in the study, a syntax nobody can produce.
+            manifest_a = summarize(next(p for p in tmp_path.glob("*.dcm") if summarize(p).study_instance_uids
+                                        == [study_a]))
+            bad = rad69_request(manifest_a)
+            extra = etree.SubElement(bad.find(f".//{q(XDSI, 'SeriesRequest')}"), q(XDSB, "DocumentRequest"))
+            etree.SubElement(extra, q(XDSB, "RepositoryUniqueId")).text = IDS_UID
+            etree.SubElement(extra, q(XDSB, "DocumentUniqueId")).text = "2.25.12345"
+            body, _ = mtom_call(ids_url, RAD69, bad)
+            assert body.find(q(RS, "RegistryResponse")).get("status") == v.RESPONSE_PARTIAL_SUCCESS
+            assert [e.get("errorCode") for e in body.iter(q(RS, "RegistryError"))] == ["XDSDocumentUniqueIdError"]
+            body, _ = mtom_call(ids_url, RAD69, rad69_request(manifest_a, syntaxes=("1.2.840.10008.1.2.4.50",)))
+            assert body.find(q(RS, "RegistryResponse")).get("status") == v.RESPONSE_FAILURE
+            assert {e.get("errorCode") for e in body.iter(q(RS, "RegistryError"))} == {"XDSRepositoryError"}
+
+            # The study grows in PACS A: a new manifest replaces the old one (RPLC).
+            more = make_study("A-777", "HOSP_A", out_dir=tmp_path / "a2", modality="CT", series=1,
+                              instances_per_series=2, study_uid=study_a)
+            store_files(more, http_url=pair.a.http_url)
+            replaced = ids.publisher.publish_study("hospital-a", study_a)
+            assert replaced.outcome == REPLACED, replaced.message
+            now = approved_manifests(reg.url)
+            assert set(now) == {replaced.document_unique_id, results[1].document_unique_id}
+
+            # The study leaves PACS B: its manifest is deprecated (ITI-57).
+            pair.b.clear()
+            withdrawn = ids.publisher.withdraw(study_b)
+            assert withdrawn.outcome == WITHDRAWN, withdrawn.message
+            assert set(approved_manifests(reg.url)) == {replaced.document_unique_id}
+
+            # A study whose patient cannot be mapped is reported, not published.
+            stray = make_study("A-999", "HOSP_A", out_dir=tmp_path / "stray", series=1, instances_per_series=1)
+            store_files(stray, http_url=pair.a.http_url)
+            unmapped = ids.publisher.publish_study("hospital-a", pydicom.dcmread(stray[0]).StudyInstanceUID)
+            assert unmapped.outcome == UNMAPPED_PATIENT and "A-999" in unmapped.message
+
+
+def test_rad69_request_errors(tmp_path: Path, orthanc_pair) -> None:  # type: ignore[no-untyped-def]
+    """Malformed RAD-69 requests get XDS-I.b errors, not faults."""
+    ids = ImagingSource(ids_config(tmp_path, orthanc_pair, "http://127.0.0.1:9/registry",
+                                   "http://127.0.0.1:9/repository"), db_url=f"sqlite:///{tmp_path / 'ids.db'}")
+    with serve(create_app(ids)) as base:
+        url = base + "/imaging-source"
+        empty_study = etree.fromstring(
+            f'<xdsiB:RetrieveImagingDocumentSetRequest xmlns:xdsiB="{XDSI}" xmlns:xdsb="{XDSB}">'
+            '<xdsiB:StudyRequest studyInstanceUID=""><xdsiB:SeriesRequest seriesInstanceUID="1.2.3">'
+            f"<xdsb:DocumentRequest><xdsb:RepositoryUniqueId>{IDS_UID}</xdsb:RepositoryUniqueId>"
+            "<xdsb:DocumentUniqueId>1.2.3.4</xdsb:DocumentUniqueId></xdsb:DocumentRequest></xdsiB:SeriesRequest>"
+            "</xdsiB:StudyRequest><xdsiB:TransferSyntaxUIDList><xdsiB:TransferSyntaxUID>1.2.840.10008.1.2.1"
+            "</xdsiB:TransferSyntaxUID></xdsiB:TransferSyntaxUIDList></xdsiB:RetrieveImagingDocumentSetRequest>")
+        body, _ = mtom_call(url, RAD69, empty_study)
+        codes = [e.get("errorCode") for e in body.iter(q(RS, "RegistryError"))]
+        assert body.find(q(RS, "RegistryResponse")).get("status") == v.RESPONSE_FAILURE and codes == ["XDSIRequestError"]
+        resp = httpx.get(url + "?wsdl")
+        assert resp.status_code == 200 and b"RetrieveImagingDocumentSet" in resp.content
