@@ -55,7 +55,7 @@ __all__ = [
 ]
 
 #: How the imaging source talks to a PACS: DIMSE (C-FIND/C-MOVE/C-GET) or DICOMweb (QIDO-RS/WADO-RS).
-PROTOCOLS = ("dimse", "dicomweb")
+PROTOCOLS = ("dimse", "dicomweb", "folder")
 MAPPING_KINDS = ("domain", "rewrite", "table")
 #: HL7 v2 delimiters: an id holding one would change the meaning of the CX it is put in.
 _HL7_DELIMITERS = "^&~\\|"
@@ -185,7 +185,7 @@ class PacsConfig:
     """One participating PACS."""
 
     name: str
-    protocol: str  # "dimse" or "dicomweb"
+    protocol: str  # "dimse", "dicomweb" or "folder" (a directory of DICOM files: the demo's embedded store)
     patient_id_mapping: PatientIdMapping
     #: Called AE title; also the RetrieveAETitle (0008,0054) of the KOS evidence (may be "" for DICOMweb).
     ae_title: str = ""
@@ -193,6 +193,8 @@ class PacsConfig:
     port: int = 0
     calling_ae_title: str = ""
     dicomweb_url: str = ""
+    #: Directory of DICOM Part 10 files (protocol "folder").
+    path: str = ""
     #: Issuer of Patient ID (0010,0021) the PACS's ids have when the attribute is absent.
     default_issuer: str = ""
     #: OID of the PACS's patient id assigning authority: the CX.4 of sourcePatientId.
@@ -281,7 +283,7 @@ _CODE_KEYS = {
 }
 _PACS_KEYS = {
     "name", "protocol", "ae_title", "host", "port", "calling_ae_title", "dicomweb_url", "default_issuer",
-    "issuer_oid", "accession_issuer_oid", "timezone", "patient_id_mapping", "retrieve", "move_port", "timeout",
+    "issuer_oid", "accession_issuer_oid", "timezone", "patient_id_mapping", "retrieve", "move_port", "timeout", "path",
 }
 RETRIEVE_METHODS = ("c-get", "c-move")
 _MAPPING_KEYS = {"domain_issuer", "prefix", "suffix", "strip_prefix", "strip_suffix", "table"}
@@ -518,6 +520,9 @@ def _pacs(raw: Any, index: int, top: dict[str, str], base_dir: Path, errors: lis
         r.error("timeout", f"= {timeout!r} is not a positive number of seconds")
         timeout = 30.0
     url = r.url("dicomweb_url", required=protocol == "dicomweb", what="required for DICOMweb")
+    folder = r.text("path", required=protocol == "folder", what="the directory of DICOM files, required for folder")
+    if folder:
+        folder = str((Path(base_dir) / folder).resolve())
     default_issuer = r.text("default_issuer")
     issuer_oid = r.oid("issuer_oid")
     accession_oid = r.oid("accession_issuer_oid")
@@ -537,7 +542,8 @@ def _pacs(raw: Any, index: int, top: dict[str, str], base_dir: Path, errors: lis
     if mapping is None or not name or protocol not in PROTOCOLS:
         return None
     return PacsConfig(name=name, protocol=protocol, patient_id_mapping=mapping, ae_title=ae_title, host=host,
-                      port=port, calling_ae_title=calling, dicomweb_url=url, default_issuer=default_issuer,
+                      port=port, calling_ae_title=calling, dicomweb_url=url, path=folder,
+                      default_issuer=default_issuer,
                       issuer_oid=issuer_oid, accession_issuer_oid=accession_oid, timezone=timezone,
                       retrieve=retrieve, move_port=move_port, timeout=float(timeout))
 
@@ -555,6 +561,10 @@ def make_adapter(pacs: PacsConfig) -> PacsAdapter:
         from imaging_source.pacs.dicomweb import DicomWebAdapter
 
         return DicomWebAdapter(pacs.name, pacs.dicomweb_url, ae_title=pacs.ae_title, timeout=pacs.timeout)
+    if pacs.protocol == "folder":
+        from imaging_source.pacs.folder import FolderAdapter
+
+        return FolderAdapter(pacs.name, Path(pacs.path), ae_title=pacs.ae_title)
     raise ValueError(f"PACS {pacs.name!r}: unknown protocol {pacs.protocol!r} (one of {', '.join(PROTOCOLS)})")
 
 
