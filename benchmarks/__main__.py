@@ -154,7 +154,16 @@ def _verdicts(results: dict) -> list[str]:
     return lines + [""]
 
 
+#: Other suites, run as ``python -m benchmarks <name> [their options]``.
+SUITES = {"imaging-source": "benchmarks.imaging_source", "repository": "benchmarks.repository"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in SUITES:
+        import importlib
+
+        return importlib.import_module(SUITES[argv[0]]).main(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="50k entries, 5 s runs")
     ap.add_argument("--db", action="append", default=[], help="registry URL(s) to benchmark (default: SQLite in "

@@ -39,7 +39,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -505,16 +504,19 @@ def run_large(domain: Domain, size: int, *, reps: int = 3, server_cpus: str | No
             measure("upload_asgi", upa, lambda: upload(upa.base + "/", doc))
             sha1 = make_unique(doc)
             sync_quietly()
-            uid: list[str] = []
+            submitted: list[str] = []  # the uniqueId ITI-41 assigned, for the ITI-43 that follows
 
-            def iti41() -> float:
+            def iti41(out: list[str] = submitted) -> float:
                 u, secs = provide(domain.url, doc, pid)
-                uid.append(u)
+                out.append(u)
                 return secs
+
+            def iti43(uid: list[str] = submitted, sha1: str = sha1) -> float:
+                return retrieve(domain.url, uid[0], work / "client", expect_sha1=sha1)
 
             measure("iti41", domain.repository, iti41)
             measure("download", static, lambda: download(f"{static.base}/document.bin", work / "client" / "dl.bin"))
-            measure("iti43", domain.repository, lambda: retrieve(domain.url, uid[0], work / "client", expect_sha1=sha1))
+            measure("iti43", domain.repository, iti43)
             log(f"  {size / MiB:.0f} MiB rep {rep + 1}: " + ", ".join(
                 f"{op} {steps[op][-1]['seconds']:.2f} s" for op in LARGE_OPS)
                 + f"; repository +{steps['iti41'][-1]['server']['growth_mib']:.1f} / "
@@ -703,6 +705,8 @@ def run_load(domain: Domain, *, seconds: float, workers: int, rate: float | None
 PROFILE_CATEGORIES = {
     "repository": ("provide_and_register (repository/provide.py", {
         "ITI-42 to the registry (waiting for its answer)": ("RegistryClient.register",),
+        "waiting for the SQLite writer lock (xdsi.db.write_transaction)": ("leaf:write_transaction (xdsi/db.py",
+                                                                            "_sqlite_begin"),
         "metadata: read + validate": ("read_submission", "validate_register"),
         "store: put_file (fsync file + directories, rename)": ("FileStore.put_file",),
         "ledger: SQLite transactions (pending, registered)": ("(repository/ledger.py", "Engine.begin",
@@ -710,7 +714,8 @@ PROFILE_CATEGORIES = {
         "set hash/size/repositoryUniqueId slots": ("_set_slot",),
     }),
     "registry": ("register (registry/register.py", {
-        "BEGIN IMMEDIATE (waiting for the SQLite write lock)": ("_sqlite_begin",),
+        "waiting for the SQLite writer lock (queue in write_transaction, BEGIN IMMEDIATE)": (
+            "leaf:write_transaction (xdsi/db.py", "_sqlite_begin"),
         "COMMIT (WAL fsync)": ("do_commit",),
         "metadata: read + validate": ("read_submission", "validate_register"),
         "registry-state checks (patient, uniqueIds)": ("_check_registry_state",),
@@ -751,7 +756,8 @@ def summarize_profile(path: Path, root: str, categories: dict[str, tuple[str, ..
             continue
         handler += n
         for cat, subs in categories.items():
-            if any(sub in stack for sub in subs):
+            # "leaf:<frame>" matches only the innermost frame (e.g. a thread blocked on a lock in that function)
+            if any(parts[-1].startswith(sub[5:]) if sub.startswith("leaf:") else sub in stack for sub in subs):
                 per_cat[cat] += n
         seen = set()
         for f in parts:
@@ -862,11 +868,11 @@ def markdown(results: dict) -> str:
              "download": "baseline: GET from `python -m http.server`",
              "iti43": "**ITI-43** MTOM (`call_streaming`) <- `xdsi repository`"}
     if results["large"]:
-        out += ["**Large documents** (median of the repetitions; MiB/s = document bytes / wall time; CPU = user + "
-                "system seconds of the server process and of the client process during the operation; memory = "
-                "peak RSS growth, largest of the repetitions)", "",
-                "| Document | Operation | Wall time | MiB/s | Ratio to baseline | Server CPU | Client CPU | "
-                "Server memory growth | Client memory growth |",
+        out += [("**Large documents** (median of the repetitions; MiB/s = document bytes / wall time; CPU = user + "
+                 "system seconds of the server process and of the client process during the operation; memory = "
+                 "peak RSS growth, largest of the repetitions)"), "",
+                ("| Document | Operation | Wall time | MiB/s | Ratio to baseline | Server CPU | Client CPU | "
+                 "Server memory growth | Client memory growth |"),
                 "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
         for r in results["large"]:
             mib = f"{r['bytes'] / MiB:.0f} MiB"
@@ -882,10 +888,10 @@ def markdown(results: dict) -> str:
                            f"{x['client_growth_mib']:.1f} MiB |")
         out.append("")
     if results["load"]:
-        out += ["**Small ITI-41 submissions** (one text/plain document per submission, MTOM; every request new "
-                "uniqueIds, entry ids and content)", "",
-                "| Client | Package | Duration | Sent | Submissions/s | p50 ms | p90 ms | p99 ms | max ms | Errors | "
-                "Registered in ledger |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        out += [("**Small ITI-41 submissions** (one text/plain document per submission, MTOM; every request new "
+                 "uniqueIds, entry ids and content)"), "",
+                ("| Client | Package | Duration | Sent | Submissions/s | p50 ms | p90 ms | p99 ms | max ms | Errors | "
+                 "Registered in ledger |"), "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in results["load"]:
             client = f"{r['workers']} threads, " + (f"paced at {r['rate']:g}/s" if r["rate"] else "closed loop")
             out.append(f"| {client} | {r['package_bytes'] / 1024:.1f} KiB | {r['seconds']:.0f} s | {r['sent']:,} | "
@@ -900,9 +906,9 @@ def markdown(results: dict) -> str:
                        f"{r['errors']} errors.")
             out.append("")
             for name, prof in r.get("profile", {}).items():
-                out += [f"Where a {name} request thread spends its wall time (py-spy --idle; "
-                        f"{prof['handler_samples']:,} samples in the handler; event-loop thread busy "
-                        f"{prof['loop_busy_pct']}%):", "", "| Share of handler time | Category |", "|---:|---|"]
+                out += [(f"Where a {name} request thread spends its wall time (py-spy --idle; "
+                         f"{prof['handler_samples']:,} samples in the handler; event-loop thread busy "
+                         f"{prof['loop_busy_pct']}%):"), "", "| Share of handler time | Category |", "|---:|---|"]
                 out += [f"| {pct:.1f}% | {cat} |" for cat, pct in prof["shares"].items()]
                 out.append("")
     out += ["**Targets**", "", "| Target | Measured | Met |", "|---|---|---|"]

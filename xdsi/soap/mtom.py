@@ -398,7 +398,8 @@ class _MultipartReader:
         if found < 0:
             safe = len(buf) - (len(delim) - 1)
             if safe > pos:
-                self.sink.write(bytes(buf[pos:safe]))
+                with memoryview(buf)[pos:safe] as view:  # no copy: the sinks take any buffer
+                    self.sink.write(view)
                 pos = safe
             return pos, False
         after = found + len(delim)
@@ -429,7 +430,8 @@ class _MultipartReader:
     # -- parts ---------------------------------------------------------------------------------------
     def _write_upto(self, pos: int, end: int) -> None:
         if end > pos:
-            self.sink.write(bytes(self.buf[pos:end]))
+            with memoryview(self.buf)[pos:end] as view:
+                self.sink.write(view)
 
     def _start_part(self, headers: dict[str, str]) -> None:
         self.index += 1
