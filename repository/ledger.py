@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import BigInteger, Column, Connection, Float, Index, MetaData, String, Table, delete, insert, select, text, update
+from sqlalchemy import BigInteger, bindparam, Column, Connection, Float, Index, MetaData, String, Table, delete, insert, select, text, update
 
 metadata = MetaData()
 
@@ -50,12 +50,20 @@ def _held(row) -> Held:  # type: ignore[no-untyped-def]
     return Held(row.unique_id, row.content_key, row.size, row.mime_type, row.state)
 
 
+# Statements built once: building them per call was a good part of a small submission's CPU.
+_LOOKUP = select(document).where(document.c.unique_id.in_(bindparam("ids", expanding=True)))
+_MARK = update(document).where(document.c.unique_id.in_(bindparam("ids", expanding=True))).values(state=REGISTERED)
+_DELETE = delete(document).where(document.c.unique_id.in_(bindparam("ids", expanding=True)))
+_KEYS_OF = select(document.c.content_key).where(document.c.unique_id.in_(bindparam("ids", expanding=True)))
+_STILL_USED = select(document.c.content_key).where(document.c.content_key.in_(bindparam("keys", expanding=True)))
+_INSERT = insert(document)
+
+
 def lookup(conn: Connection, unique_ids: Iterable[str]) -> dict[str, Held]:
     ids = list(unique_ids)
     if not ids:
         return {}
-    rows = conn.execute(select(document).where(document.c.unique_id.in_(ids)))
-    return {r.unique_id: _held(r) for r in rows}
+    return {r.unique_id: _held(r) for r in conn.execute(_LOOKUP, {"ids": ids})}
 
 
 def lock_content(conn: Connection, keys: Iterable[str]) -> None:
@@ -73,22 +81,22 @@ def record_pending(conn: Connection, submission: str, docs: Sequence[Held]) -> N
     Run it in a write transaction (:func:`xdsi.db.write_transaction`)."""
     lock_content(conn, [d.content_key for d in docs])
     now = time.time()
-    conn.execute(delete(document).where(document.c.unique_id.in_([d.unique_id for d in docs])))
-    conn.execute(insert(document), [
+    conn.execute(_DELETE, {"ids": [d.unique_id for d in docs]})
+    conn.execute(_INSERT, [
         {"unique_id": d.unique_id, "content_key": d.content_key, "size": d.size, "mime_type": d.mime_type,
          "state": PENDING, "submission": submission, "created": now} for d in docs])
 
 
 def mark_registered(conn: Connection, unique_ids: Iterable[str]) -> None:
-    conn.execute(update(document).where(document.c.unique_id.in_(list(unique_ids))).values(state=REGISTERED))
+    conn.execute(_MARK, {"ids": list(unique_ids)})
 
 
 def forget(conn: Connection, unique_ids: Iterable[str]) -> set[str]:
     """Delete document rows; return the content keys no other document references (safe to delete)."""
     ids = list(unique_ids)
-    keys = {r[0] for r in conn.execute(select(document.c.content_key).where(document.c.unique_id.in_(ids)))}
-    conn.execute(delete(document).where(document.c.unique_id.in_(ids)))
-    still = {r[0] for r in conn.execute(select(document.c.content_key).where(document.c.content_key.in_(keys)))}
+    keys = {r[0] for r in conn.execute(_KEYS_OF, {"ids": ids})}
+    conn.execute(_DELETE, {"ids": ids})
+    still = {r[0] for r in conn.execute(_STILL_USED, {"keys": list(keys)})} if keys else set()
     return keys - still
 
 

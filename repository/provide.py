@@ -201,7 +201,7 @@ def _store_and_register(repo, request: etree._Element, entries: dict[str, Docume
         return [RegistryError(E.XDSRegistryNotAvailable, f"the registry could not be reached: {exc}")]
     repo.crash_point("after_register")
     if response.ok:
-        with repo.engine.begin() as conn:
+        with write_transaction(repo.engine) as conn:
             ledger.mark_registered(conn, by_uid)
         return response.errors  # warnings, if any
     _undo(repo, list(by_uid))
