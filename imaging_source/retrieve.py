@@ -20,6 +20,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 import pydicom
+from pydicom.filereader import read_file_meta_info
 from pydicom.uid import UID
 
 from imaging_source.pacs.base import PacsAdapter, PacsError
@@ -177,13 +178,19 @@ def _fetch(ids, wanted: list[InstanceRequest], syntaxes: list[str],  # type: ign
             continue
         by_sop = {i.sop: i for i in known}
         try:
-            for path in adapter.retrieve(study_uid, spool, sop_instance_uids=list(by_sop)):
-                sop, problem = _encode_for(path, syntaxes)
-                if problem:
-                    errors.append(problem)
-                    path.unlink(missing_ok=True)
-                elif sop in by_sop:
-                    served.append((by_sop.pop(sop), path))
+            for scope in _scopes(study, by_sop):
+                for path in adapter.retrieve(study_uid, spool, **scope):
+                    sop, stored = _file_head(path)
+                    if sop not in by_sop:  # e.g. an instance stored since the tree was read: not asked for
+                        path.unlink(missing_ok=True)
+                        continue
+                    problem = _encode_for(path, syntaxes, sop, stored)
+                    if problem:
+                        errors.append(problem)
+                        by_sop.pop(sop)
+                        path.unlink(missing_ok=True)
+                    else:
+                        served.append((by_sop.pop(sop), path))
         except PacsError as exc:
             log.warning("RAD-69: PACS %s failed for study %s: %s", adapter.name, study_uid, exc)
             errors.append(RegistryError(E.XDSRepositoryError, f"study {study_uid}: the PACS {adapter.name} could "
@@ -193,22 +200,46 @@ def _fetch(ids, wanted: list[InstanceRequest], syntaxes: list[str],  # type: ign
     return served, errors
 
 
-def _encode_for(path: Path, syntaxes: list[str]) -> tuple[str, RegistryError | None]:
-    """Make ``path`` use one of ``syntaxes``: keep it if its own syntax is accepted, else transcode between
-    uncompressed syntaxes. Returns the SOP Instance UID and an error if neither is possible."""
-    ds = pydicom.dcmread(path, stop_before_pixels=False)
-    sop = str(ds.SOPInstanceUID)
-    stored = str(ds.file_meta.TransferSyntaxUID)
+def _scopes(study, wanted: dict[str, InstanceRequest]) -> list[dict]:  # type: ignore[no-untyped-def]
+    """How to ask the PACS for ``wanted`` (instances of ``study``): the whole study in one request when
+    every instance is wanted, else each series wholly wanted in one request and the listed instances of
+    the others, series by series (one WADO-RS or C-GET per series instead of one per instance)."""
+    series = {s.series_instance_uid: {i.sop_instance_uid for i in s.instances} for s in study.series}
+    if all(uids <= wanted.keys() for uids in series.values()):
+        return [{}]
+    scopes: list[dict] = []
+    for suid, uids in series.items():
+        picked = [u for u in uids if u in wanted]
+        if picked:
+            scopes.append({"series_instance_uid": suid} if len(picked) == len(uids) else
+                          {"series_instance_uid": suid, "sop_instance_uids": sorted(picked)})
+    return scopes
+
+
+def _file_head(path: Path) -> tuple[str, str]:
+    """SOP Instance UID and transfer syntax of a Part 10 file, from its file meta (the data set is not
+    read); the data set's own SOP Instance UID when the meta lacks it."""
+    meta = read_file_meta_info(path)
+    sop = str(meta.get("MediaStorageSOPInstanceUID", "") or "")
+    if not sop:
+        sop = str(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).SOPInstanceUID)
+    return sop, str(meta.get("TransferSyntaxUID", "") or "")
+
+
+def _encode_for(path: Path, syntaxes: list[str], sop: str, stored: str) -> RegistryError | None:
+    """Make ``path`` (instance ``sop`` stored in transfer syntax ``stored``) use one of ``syntaxes``: keep it
+    if its own syntax is accepted, else transcode between uncompressed syntaxes. An error if neither works."""
     if stored in syntaxes:
-        return sop, None
+        return None
     target = next((t for t in syntaxes if t in UNCOMPRESSED), None)
     if stored in UNCOMPRESSED and target is not None:
+        ds = pydicom.dcmread(path, stop_before_pixels=False)
         ds.file_meta.TransferSyntaxUID = target
         ds.save_as(path, implicit_vr=target == IMPLICIT_LE, little_endian=target != EXPLICIT_BE,
                    enforce_file_format=True)
-        return sop, None
-    return sop, RegistryError(E.XDSRepositoryError, f"instance {sop} is stored as {stored}; the imaging source cannot "
-                              f"encode its pixel data in any of the requested transfer syntaxes {syntaxes}", sop)
+        return None
+    return RegistryError(E.XDSRepositoryError, f"instance {sop} is stored as {stored}; the imaging source cannot "
+                         f"encode its pixel data in any of the requested transfer syntaxes {syntaxes}", sop)
 
 
 def _stream_then_delete(path: Path, chunk: int = 1 << 20) -> Iterator[bytes]:

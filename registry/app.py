@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -15,6 +15,8 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from registry.delete import delete
+from registry.reconcile import Reconciliation
+from registry.reconcile_http import reconciliation_routes
 from registry.register import register
 from registry.storage.engine import DEFAULT_URL, make_engine
 from registry.storage.patients import PatientStore
@@ -47,6 +49,12 @@ class RegistryConfig:
     mllp_port: int | None = None
     #: Assigning authority OID of the affinity domain's patient ids (ITI-8 picks the PID-3 id of this domain).
     domain_oid: str | None = None
+    #: Patient reconciliation (registry/reconcile.py): hold submissions for unknown local patient ids.
+    reconciliation: bool = True
+    #: Assigning authority OIDs of national person ids (matched against the other PID-3 ids fed by ITI-8).
+    national_id_oids: list[str] = field(default_factory=list)
+    #: Bearer token of the /reconciliation endpoint (None: the endpoint answers 403).
+    admin_token: str | None = None
 
 
 class Registry:
@@ -57,9 +65,11 @@ class Registry:
         self.engine = engine or make_engine(config.db_url)
         self.codes = codelist.load(config.codes_path) if config.codes_path else None
         self.patients = PatientStore(self.engine)
+        self.reconciliation = Reconciliation(tuple(config.national_id_oids), config.domain_oid) \
+            if config.reconciliation else None
 
     def register_document_set(self, req: SoapRequest) -> SoapResponse:
-        result = register(self.engine, req.body, codes=self.codes)
+        result = register(self.engine, req.body, codes=self.codes, reconciliation=self.reconciliation)
         return SoapResponse(ITI42 + "Response", registry_response(result.errors))
 
     def update_document_set(self, req: SoapRequest) -> SoapResponse:
@@ -112,7 +122,8 @@ def create_app(config: RegistryConfig | None = None, *, registry: Registry | Non
         return PlainTextResponse("ok")
 
     app = Starlette(
-        routes=[Route("/registry", endpoint, methods=["GET", "POST"]), Route("/health", health)],
+        routes=[Route("/registry", endpoint, methods=["GET", "POST"]), Route("/health", health),
+                *reconciliation_routes(registry)],
         lifespan=lifespan,
     )
     app.state.registry = registry

@@ -15,6 +15,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from lxml import etree
 from sqlalchemy import Connection, Engine, select, text
@@ -33,6 +34,9 @@ from xdsi.transform.ebrim_read import read_registry_object, read_submission
 from xdsi.validate import errors as E
 from xdsi.validate.errors import RegistryError, XDSError
 from xdsi.validate.submission import validate_register
+
+if TYPE_CHECKING:
+    from registry.reconcile import Reconciliation
 
 _REF_ATTRS = ("id", "lid", "classifiedObject", "registryObject", "sourceObject", "targetObject")
 _RIM_OBJECTS = {q(RIM, t) for t in ("ExtrinsicObject", "RegistryPackage", "Association", "Classification",
@@ -53,8 +57,13 @@ class RegisterResult:
         return not any(e.is_error for e in self.errors)
 
 
-def register(engine: Engine, request: etree._Element, *, codes: CodeList | None = None) -> RegisterResult:
-    """Register the contents of an ``lcm:SubmitObjectsRequest``."""
+def register(engine: Engine, request: etree._Element, *, codes: CodeList | None = None,
+             reconciliation: Reconciliation | None = None) -> RegisterResult:
+    """Register the contents of an ``lcm:SubmitObjectsRequest``.
+
+    With ``reconciliation`` (:mod:`registry.reconcile`), a patientId the registry does not know may be
+    a linked local id (registered under the domain id), or the submission is held for an operator: the
+    answer is then Success with a warning."""
     sub, errors = read_submission(request)
     errors += validate_register(sub, codes=codes)
     errors += _initial_versions_only(sub)
@@ -63,15 +72,25 @@ def register(engine: Engine, request: etree._Element, *, codes: CodeList | None 
     try:
         with write_transaction(engine) as conn:
             _lock_unique_ids(conn, sub)
-            state_errors, existing = _check_registry_state(conn, sub)
-            if state_errors:
-                raise XDSError(*state_errors)
-            assigned = _assign_uuids(request, sub)
-            _fold_top_level(request, sub)
-            _store(conn, sub, existing)
+            held = reconciliation.admit(conn, request, sub) if reconciliation is not None else None
+            if held is not None:  # kept in the reconciliation queue (committed), nothing registered yet
+                return RegisterResult(errors + [held], {})
+            assigned = store_submission(conn, request, sub)
     except XDSError as exc:
         return RegisterResult(exc.errors, {})
     return RegisterResult(errors, assigned)
+
+
+def store_submission(conn: Connection, request: etree._Element, sub: Submission) -> dict[str, str]:
+    """Registry-state rules, then ids, registry-set attributes, lifecycle effects and inserts, inside the
+    caller's write transaction. Raises XDSError; returns the UUIDs given to symbolic ids."""
+    state_errors, existing = _check_registry_state(conn, sub)
+    if state_errors:
+        raise XDSError(*state_errors)
+    assigned = _assign_uuids(request, sub)
+    _fold_top_level(request, sub)
+    _store(conn, sub, existing)
+    return assigned
 
 
 def _initial_versions_only(sub: Submission) -> list[RegistryError]:
@@ -98,12 +117,14 @@ def _lock_unique_ids(conn: Connection, sub: Submission) -> None:
 # --- registry-state rules -------------------------------------------------------------------------------
 
 
-def _check_registry_state(conn: Connection, sub: Submission) -> tuple[list[RegistryError], dict[str, object]]:
-    """Rules that need the registry's contents. Returns errors and the referenced existing rows by id."""
+def _check_registry_state(conn: Connection, sub: Submission, *,
+                          check_patient: bool = True) -> tuple[list[RegistryError], dict[str, object]]:
+    """Rules that need the registry's contents. Returns errors and the referenced existing rows by id.
+    ``check_patient`` False: all but the known-patient rule (a submission held for reconciliation)."""
     errors: list[RegistryError] = []
     ss = sub.submission_set
     assert ss is not None  # validate_register guarantees exactly one
-    if not patient_is_known(conn, ss.patient_id):
+    if check_patient and not patient_is_known(conn, ss.patient_id):
         errors.append(RegistryError(E.XDSUnknownPatientId,
                                     f"SubmissionSet {ss.id}: patientId {ss.patient_id} is not known to the registry "
                                     "(not fed over ITI-8, or merged into another id)", ss.id))

@@ -22,6 +22,13 @@ def _add_registry(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--domain-oid", default=None, help="assigning authority OID of affinity-domain patient ids")
     p.add_argument("--max-results", type=int, default=10000, help="ITI-18 result limit (XDSTooManyResults)")
     p.add_argument("--workers", type=int, default=1, help="HTTP worker processes")
+    p.add_argument("--national-id-oid", action="append", default=[], metavar="OID",
+                   help="assigning authority of national person ids, for automatic patient reconciliation "
+                        "(repeatable)")
+    p.add_argument("--no-reconciliation", action="store_true",
+                   help="refuse unknown local patient ids (XDSUnknownPatientId) instead of holding them")
+    p.add_argument("--admin-token", default=os.environ.get("XDSI_ADMIN_TOKEN"),
+                   help="bearer token of the /reconciliation endpoint (default: $XDSI_ADMIN_TOKEN; none: disabled)")
     p.set_defaults(func=_run_registry)
 
 
@@ -35,6 +42,9 @@ def _registry_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         mllp_host=args.mllp_host or args.host,
         mllp_port=args.mllp_port,
         domain_oid=args.domain_oid,
+        reconciliation=not args.no_reconciliation,
+        national_id_oids=list(args.national_id_oid),
+        admin_token=args.admin_token,
     )
 
 
@@ -210,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_imaging_source(sub)
     _add_publish(sub)
     _add_demo(sub)
+    from registry.reconcile_cli import add_parser as add_reconcile
+
+    add_reconcile(sub)
     try:
         from conformance.cli import add_parser as add_conformance
     except ImportError:  # pragma: no cover - the conformance package is part of the distribution

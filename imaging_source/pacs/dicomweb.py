@@ -321,7 +321,8 @@ class DicomWebAdapter:
 
     def retrieve(self, study_instance_uid: str, dest_dir: Path, *, series_instance_uid: str | None = None,
                  sop_instance_uids: Sequence[str] | None = None) -> Iterator[Path]:
-        """WADO-RS the study, one series, or the listed instances (one request each) into ``dest_dir``.
+        """WADO-RS the study, one series, or the listed instances (a series listed entirely in one request,
+        the others one request each) into ``dest_dir``.
 
         Yields each ``dest_dir/<SOPInstanceUID>.dcm`` once complete; these are the stored objects as
         the origin server has them (``transfer-syntax=*``). Unknown study/series/instances yield nothing.
@@ -335,13 +336,25 @@ class DicomWebAdapter:
             path = f"/studies/{uid}" + (f"/series/{series_instance_uid}" if series_instance_uid else "")
             yield from self._wado(path, dest_dir)
             return
-        wanted = [check_uid(u, "SOPInstanceUID") for u in sop_instance_uids]
+        wanted = {check_uid(u, "SOPInstanceUID"): None for u in sop_instance_uids}
         # WADO-RS addresses an instance under its series: find the series of each listed instance.
         scope = f"/studies/{uid}" + (f"/series/{series_instance_uid}" if series_instance_uid else "")
         where = {_text(m, "SOPInstanceUID"): series_instance_uid or _text(m, "SeriesInstanceUID")
                  for m in self._qido(scope + "/instances", {"includefield": T["SeriesInstanceUID"]})}
-        for sop in dict.fromkeys(wanted):
-            if sop in where:
+        members: dict[str, set[str]] = {}
+        for sop, suid in where.items():
+            members.setdefault(suid, set()).add(sop)
+        whole = {suid for suid, sops in members.items() if sops <= wanted.keys()}
+        # A series listed entirely comes in one request (one per instance costs a round trip each); an
+        # instance stored there since the query, not listed, is dropped.
+        for suid in sorted(whole):
+            for path in self._wado(f"/studies/{uid}/series/{suid}", dest_dir):
+                if path.stem in wanted:
+                    yield path
+                else:
+                    path.unlink(missing_ok=True)
+        for sop in wanted:
+            if sop in where and where[sop] not in whole:
                 yield from self._wado(f"/studies/{uid}/series/{where[sop]}/instances/{sop}", dest_dir)
 
     def _wado(self, path: str, dest_dir: Path) -> Iterator[Path]:

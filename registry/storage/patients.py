@@ -6,7 +6,7 @@ import json
 from datetime import datetime, timezone
 from xml.sax.saxutils import quoteattr
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from registry.storage import schema as s
 
@@ -74,3 +74,14 @@ def _upsert(conn: Connection, patient_id: str, demographics: dict | None) -> Non
             .where(s.patient.c.pk == row[0])
             .values(demographics=json.dumps(demographics), merged_into=None, updated=_now())
         )
+    if demographics is not None:
+        _set_other_ids(conn, patient_id, demographics.get("other_ids") or [])
+
+
+def _set_other_ids(conn: Connection, patient_id: str, other_ids: list[str]) -> None:
+    """Index the patient's other ids (national ids...) for reconciliation (registry/reconcile.py)."""
+    poi = s.patient_other_id
+    conn.execute(delete(poi).where(poi.c.patient_id == patient_id))
+    ids = [o for o in dict.fromkeys(other_ids) if isinstance(o, str) and o]
+    if ids:
+        conn.execute(insert(poi), [{"patient_id": patient_id, "other_id": o} for o in ids])

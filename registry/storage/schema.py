@@ -114,3 +114,52 @@ MULTI_VALUED = (
     REFERENCE_ID,
     FOLDER_CODE,
 )
+
+# --- patient reconciliation (registry/reconcile.py) -----------------------------------------------------
+
+#: The other ids (PID-3 repetitions) of each fed patient, one row each, so a national id finds its patient
+#: through an index. Kept by :func:`registry.storage.patients.PatientStore.upsert_patient`.
+patient_other_id = Table(
+    "patient_other_id",
+    metadata,
+    Column("patient_id", String, nullable=False),  # the domain id (patient.patient_id)
+    Column("other_id", String, nullable=False),  # CX: id^^^&oid&ISO
+)
+Index("ix_poi_other", patient_other_id.c.other_id)
+Index("ux_poi_patient_other", patient_other_id.c.patient_id, patient_other_id.c.other_id, unique=True)
+
+#: A local (submitted) patient id linked to the affinity-domain patient it stands for.
+patient_link = Table(
+    "patient_link",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("local_patient_id", String, nullable=False, unique=True),
+    Column("patient_id", String, nullable=False),  # the domain id
+    Column("method", String(8), nullable=False),  # auto | manual
+    Column("linked_by", String, nullable=False),  # operator, or auto:national-id
+    Column("linked_at", String, nullable=False),  # ISO 8601 UTC
+    Column("note", Text, nullable=True),
+)
+
+#: Submissions held because their patientId is a local id the registry cannot place yet.
+reconciliation_item = Table(
+    "reconciliation_item",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("submitted_patient_id", String, nullable=False),  # SubmissionSet patientId as submitted
+    Column("source_patient_id", String, nullable=True),  # first DocumentEntry's sourcePatientId
+    Column("national_ids", Text, nullable=False),  # JSON list of CX found in the submission
+    Column("demographics", Text, nullable=False),  # JSON: name, birth_date, sex from sourcePatientInfo
+    Column("submission_set_uid", String, nullable=True),
+    Column("unique_ids", Text, nullable=False),  # JSON list: uniqueIds of the DocumentEntries and Folders
+    Column("reason", Text, nullable=False),  # why it was not linked automatically
+    Column("request_xml", Text, nullable=False),  # the SubmitObjectsRequest as received
+    Column("received_at", String, nullable=False),  # ISO 8601 UTC
+    Column("state", String(8), nullable=False),  # open | linked | rejected
+    Column("resolved_by", String, nullable=True),
+    Column("resolved_at", String, nullable=True),
+    Column("patient_id", String, nullable=True),  # the domain id it was registered under
+    Column("note", Text, nullable=True),
+)
+Index("ix_ri_state_patient", reconciliation_item.c.state, reconciliation_item.c.submitted_patient_id)
+Index("ix_ri_ss_uid", reconciliation_item.c.submission_set_uid)
