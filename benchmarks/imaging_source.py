@@ -100,7 +100,8 @@ def make_ct_study(out_dir: Path, patient_id: str, *, series: int, per_series: in
 @contextlib.contextmanager
 def _process(name: str, cmd: list[str], health_url: str, *, timeout: float = 60) -> Iterator[subprocess.Popen]:
     """Start ``cmd``, wait for ``health_url`` to answer 200, SIGTERM it (and only it) on exit."""
-    logf = tempfile.NamedTemporaryFile(prefix=f"xdsi-{name}-", suffix=".log", delete=False)
+    # Open for the process's lifetime, closed in the finally below.
+    logf = tempfile.NamedTemporaryFile(prefix=f"xdsi-{name}-", suffix=".log", delete=False)  # noqa: SIM115
     proc = subprocess.Popen(cmd, cwd=common.REPO, stdout=logf, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + timeout
@@ -183,9 +184,9 @@ def imaging_source(work: Path, config: Path, *, watch: bool = False) -> Iterator
 
 def rad69_body(tree: Any, syntaxes: tuple[str, ...] = (EXPLICIT_LE, IMPLICIT_LE)) -> str:
     """A RetrieveImagingDocumentSetRequest for every instance of a study tree."""
-    out = ['<xdsiB:RetrieveImagingDocumentSetRequest xmlns:xdsiB="urn:ihe:rad:xdsi-b:2009" '
+    out = [('<xdsiB:RetrieveImagingDocumentSetRequest xmlns:xdsiB="urn:ihe:rad:xdsi-b:2009" '
            'xmlns:xdsb="urn:ihe:iti:xds-b:2007">'
-           f'<xdsiB:StudyRequest studyInstanceUID="{escape(tree.study_instance_uid)}">']
+           f'<xdsiB:StudyRequest studyInstanceUID="{escape(tree.study_instance_uid)}">')]
     for s in tree.series:
         out.append(f'<xdsiB:SeriesRequest seriesInstanceUID="{escape(s.series_instance_uid)}">')
         for i in s.instances:
@@ -368,7 +369,7 @@ def bench_publish(config_path: Path, domain: Domain, study_uid: str, *, reps: in
     from imaging_source.app import ImagingSource
     from imaging_source.config import load_config
     from imaging_source.manifest import kos_bytes, kos_for, submission_for
-    from imaging_source.publish import PUBLISHED, ITI41
+    from imaging_source.publish import ITI41, PUBLISHED
     from xdsi.soap.client import call, call_mtom
     from xdsi.transform.ebrim_write import write_provide_and_register, write_submission
 
@@ -510,17 +511,17 @@ def profile_rad69(url: str, proc: subprocess.Popen, body: str, dest: Path, svg: 
 
 def markdown(results: dict) -> str:
     m = results["machine"]
-    out = [f"Run: {m['date']}; `{results['command']}`; {m['cpu']} ({m['nproc']} vCPU), {m['memory']}, "
+    out = [(f"Run: {m['date']}; `{results['command']}`; {m['cpu']} ({m['nproc']} vCPU), {m['memory']}, "
            f"Python {m['python']}, Orthanc {results.get('orthanc', '?')}; load average {m['loadavg']} at start, "
-           f"{results.get('loadavg_end', '?')} at end"]
+           f"{results.get('loadavg_end', '?')} at end")]
     targets = []
     if "rad69" in results:
         r = results["rad69"]
         med = r["median_s"]
         mib = r["bytes"]["cget"] / 2**20
-        out += ["", f"**RAD-69 of a whole study**: {r['instances']} CT instances of {results['size']}x"
+        out += ["", (f"**RAD-69 of a whole study**: {r['instances']} CT instances of {results['size']}x"
                 f"{results['size']} 16-bit ({mib:.0f} MiB of DICOM), median of {len(r['times_s']['wado'])} "
-                "alternating rounds", "",
+                "alternating rounds"), "",
                 "| Path | Median | MiB/s | vs WADO-RS direct | vs C-GET direct |", "|---|---:|---:|---:|---:|"]
         names = {"wado": "WADO-RS from Orthanc (direct)", "cget": "C-GET from Orthanc (direct, pynetdicom)",
                  "ids_dicomweb": "RAD-69 via imaging source, PACS over DICOMweb",
@@ -534,8 +535,8 @@ def markdown(results: dict) -> str:
                            f"{'yes' if ratio <= TARGET_RATIO else '**no**'} |")
     if "publish" in results:
         p = results["publish"]
-        out += ["", f"**Publish latency** (`Publisher.publish_study`, {p[KINDS[0]]['instances']}-instance study, "
-                "registry and repository as subprocesses, median)", "",
+        out += ["", (f"**Publish latency** (`Publisher.publish_study`, {p[KINDS[0]]['instances']}-instance study, "
+                "registry and repository as subprocesses, median)"), "",
                 "| PACS | publish_study | PACS `study()` query | KOS + metadata | RAD-68 HTTP | of which ITI-42 (direct) |",
                 "|---|---:|---:|---:|---:|---:|"]
         for kind in KINDS:
@@ -545,8 +546,8 @@ def markdown(results: dict) -> str:
                        f"{pm['iti42_direct'] * 1e3:.0f} ms |")
     if "watcher" in results:
         w = results["watcher"]
-        out += ["", "**Watcher end to end** (`--poll-interval 1 --stable-seconds 2`): last instance stored -> "
-                "manifest found by ITI-18", "", "| PACS | Runs | Delays | Median |", "|---|---:|---|---:|"]
+        out += ["", ("**Watcher end to end** (`--poll-interval 1 --stable-seconds 2`): last instance stored -> "
+                "manifest found by ITI-18"), "", "| PACS | Runs | Delays | Median |", "|---|---:|---|---:|"]
         for kind in KINDS:
             wk = w[kind]
             out.append(f"| {kind} | {len(wk['delays_s'])} | {', '.join(f'{d:.2f} s' for d in wk['delays_s'])} | "
@@ -578,8 +579,8 @@ def main(argv: list[str] | None = None) -> int:
     watch_runs = args.watch_runs or (1 if args.quick else 3)
     parts = set(args.only or ("rad69", "publish", "watcher"))
 
-    from imaging_source.pacs.samples import make_study, store_files
     from imaging_source.pacs.dicomweb import DicomWebAdapter
+    from imaging_source.pacs.samples import make_study, store_files
     from tests.orthanc import SCU_AET, start_orthanc, stop_orthanc
 
     results: dict = {"command": "python -m " + " ".join(["benchmarks.imaging_source",
@@ -602,8 +603,8 @@ def main(argv: list[str] | None = None) -> int:
             tree = a.study(study_uid)
         assert tree is not None
         # The publish study: same shape, small pixels (publishing reads no pixel data).
-        pub_files = make_study("BENCH2", DOMAIN_OID, out_dir=work / "pub", series=4, instances_per_series=50,
-                               study_date="20240116")
+        pub_files = make_study("BENCH2", DOMAIN_OID, out_dir=work / "pub", series=series,
+                               instances_per_series=per_series, study_date="20240116")
         store_files(pub_files, http_url=orthanc.http_url)
         pub_uid = study_uid_of(pub_files[0])
 
@@ -637,7 +638,7 @@ def main(argv: list[str] | None = None) -> int:
                 results["watcher"] = {}
                 for kind in KINDS:
                     log(f"watcher, {kind}")
-                    results["watcher"][kind] = bench_watcher(orthanc, configs[kind], domain, work, series=4,
+                    results["watcher"][kind] = bench_watcher(orthanc, configs[kind], domain, work, series=series,
                                                              per_series=per_series, runs=watch_runs)
     finally:
         stop_orthanc(orthanc)

@@ -143,7 +143,7 @@ def test_bad_oid(tmp_path: Path) -> None:
 def test_unknown_protocol(tmp_path: Path) -> None:
     text = TOP + PACS.replace('protocol = "dimse"', 'protocol = "hl7"')
     assert _one_error(tmp_path, text) == (
-        "pacs[1] 'hospital-a'.protocol = 'hl7' is not a known PACS protocol (one of dimse, dicomweb)")
+        "pacs[1] 'hospital-a'.protocol = 'hl7' is not a known PACS protocol (one of dimse, dicomweb, folder)")
 
 
 def test_dimse_and_dicomweb_requirements(tmp_path: Path) -> None:

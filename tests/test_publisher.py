@@ -161,8 +161,8 @@ def test_watcher_publishes_when_stable_replaces_on_change_withdraws_on_delete(pa
 
 
 def xdsi(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "xdsi.cli", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "NO_COLOR": "1"})
+    return subprocess.run([sys.executable, "-m", "xdsi.cli", *args], check=False, cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "NO_COLOR": "1"})
 
 
 def test_publish_command_study_and_since(pacs, domain, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
