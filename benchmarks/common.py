@@ -224,14 +224,7 @@ def registry_server(db_url: str, *, workers: int = 1, cpus: str | None = None,
             time.sleep(1.0)  # let every worker finish its start-up before load arrives
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        logf.close()
-        os.unlink(logf.name)
+        stop_process(proc, logf)
 
 
 # --- SOAP requests ------------------------------------------------------------------------------------------
@@ -305,3 +298,15 @@ def lua_string(data: bytes | str) -> str:
     while f"]{level}]" in text:
         level += "="
     return f"[{level}[{text}]{level}]"
+
+
+def stop_process(proc: subprocess.Popen, logf) -> None:  # type: ignore[no-untyped-def, type-arg]
+    """Stop a server started by a benchmark (SIGTERM, then SIGKILL after 15 s) and remove its log file."""
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+    logf.close()
+    os.unlink(logf.name)

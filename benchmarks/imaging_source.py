@@ -49,7 +49,7 @@ import httpx
 from lxml import etree
 
 from benchmarks import common
-from benchmarks.common import log
+from benchmarks.common import log, stop_process
 
 IDS_UID = "1.3.6.1.4.1.21367.13.80.110"
 SOURCE_ID = "1.3.6.1.4.1.21367.13.80.1"
@@ -116,14 +116,7 @@ def _process(name: str, cmd: list[str], health_url: str, *, timeout: float = 60)
             time.sleep(0.1)
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        logf.close()
-        os.unlink(logf.name)
+        stop_process(proc, logf)
 
 
 @dataclass

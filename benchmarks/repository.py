@@ -48,7 +48,7 @@ import httpx
 from lxml import etree
 
 from benchmarks import common
-from benchmarks.common import log
+from benchmarks.common import log, stop_process
 from xdsi import samples
 from xdsi.ebxml.namespaces import RS, XDSB, q
 from xdsi.metadata import vocabulary as v
@@ -202,14 +202,7 @@ def _server(name: str, cmd: list[str], port: int, health: str, *, cpus: str | No
             server.wait_ready()
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        logf.close()
-        os.unlink(logf.name)
+        stop_process(proc, logf)
 
 
 def repository_server(registry_url: str, home: Path, *, cpus: str | None = None,  # type: ignore[no-untyped-def]

@@ -50,9 +50,9 @@ from lxml import etree
 from sqlalchemy import Engine, func, select
 
 from registry.storage import schema as s
+from registry.register import set_version_info
 from registry.storage.engine import make_engine
 from registry.storage.objects import row_for
-from xdsi.ebxml.namespaces import RIM, q
 from xdsi.ebxml.serialize import fragment
 from xdsi.metadata import vocabulary as v
 from xdsi.metadata.model import Association, Author, Code, DocumentEntry, SubmissionSet
@@ -178,15 +178,7 @@ def _registry_attributes(el: etree._Element) -> None:
     status Approved, lid = id, VersionInfo 1 after the Slots/Name/Description."""
     el.set("status", v.STATUS_APPROVED)
     el.set("lid", el.get("id"))
-    vi = etree.Element(q(RIM, "VersionInfo"), versionName="1")
-    anchor = None
-    for child in el:
-        if child.tag in (q(RIM, "Slot"), q(RIM, "Name"), q(RIM, "Description")):
-            anchor = child
-    if anchor is None:
-        el.insert(0, vi)
-    else:
-        anchor.addnext(vi)
+    set_version_info(el, 1)
 
 
 def _compile(text: str, ids: dict[str, str], *, xml: bool) -> str:

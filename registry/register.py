@@ -304,6 +304,11 @@ def _set_registry_attributes(obj: RegistryObject, status: str = v.STATUS_APPROVE
     obj.version = str(version)
     el.set("status", status)
     el.set("lid", obj.lid)
+    set_version_info(el, version)
+
+
+def set_version_info(el: etree._Element, version: int) -> None:
+    """Set ``VersionInfo/@versionName``, adding the element after the Slots, Name and Description (schema order)."""
     vi = el.find(q(RIM, "VersionInfo"))
     if vi is None:
         vi = etree.Element(q(RIM, "VersionInfo"))
