@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lxml import etree
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, Engine, bindparam, select, text
 
 from registry.storage import objects as store
 from registry.storage import schema as s
@@ -153,14 +153,19 @@ def _check_registry_state(conn: Connection, sub: Submission, *,
     return errors, existing
 
 
+#: Built once (statement construction is a visible share of a registration's CPU).
+_BY_UNIQUE_ID = (select(s.registry_object.c.unique_id, s.registry_object.c.kind, s.registry_object.c.hash,
+                        s.registry_object.c.id)
+                 .where(s.registry_object.c.unique_id.in_(bindparam("uids", expanding=True)),
+                        s.registry_object.c.kind != s.ASSOCIATION))
+
+
 def _check_unique_ids(conn: Connection, sub: Submission) -> list[RegistryError]:
     errors: list[RegistryError] = []
-    ro = s.registry_object
     wanted = {o.unique_id: o for o in [sub.submission_set, *sub.documents, *sub.folders] if o and o.unique_id}
     if not wanted:
         return errors
-    rows = conn.execute(select(ro.c.unique_id, ro.c.kind, ro.c.hash, ro.c.id).where(ro.c.unique_id.in_(list(wanted)),
-                                                                                     ro.c.kind != s.ASSOCIATION))
+    rows = conn.execute(_BY_UNIQUE_ID, {"uids": list(wanted)})
     for uid, kind, hash_, rid in rows:
         obj = wanted[uid]
         name = type(obj).__name__

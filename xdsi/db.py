@@ -6,6 +6,8 @@ make SQLite durable and concurrent enough, and how to run an actor's migrations.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 import weakref
 from collections.abc import Iterator
@@ -51,10 +53,24 @@ def create(url: str) -> Engine:
     return create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
 
 
-#: SQLite has one writer at a time. Threads of this process queue on a lock of ours rather than in
-#: SQLite's busy handler, which polls with sleeps and gives multi-second tail latencies under load.
-_sqlite_writers: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+#: SQLite has one writer at a time. Writers queue on locks of ours rather than in SQLite's busy handler,
+#: which polls with sleeps and gives multi-second tail latencies under load: threads of one process on a
+#: threading.Lock, processes (``--workers N``) on an flock of ``<database>-writer.lock``.
+_sqlite_writers: weakref.WeakKeyDictionary[Engine, tuple[threading.Lock, int | None]] = weakref.WeakKeyDictionary()
 _sqlite_writers_guard = threading.Lock()
+
+
+def _writer_locks(engine: Engine) -> tuple[threading.Lock, int | None]:
+    with _sqlite_writers_guard:
+        locks = _sqlite_writers.get(engine)
+        if locks is None:
+            path = engine.url.database
+            fd = None
+            if path and path != ":memory:":
+                fd = os.open(f"{path}-writer.lock", os.O_RDWR | os.O_CREAT, 0o644)
+                weakref.finalize(engine, os.close, fd)
+            locks = _sqlite_writers[engine] = (threading.Lock(), fd)
+        return locks
 
 
 @contextmanager
@@ -64,10 +80,16 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
         with engine.connect().execution_options(xdsi_write=True) as conn, conn.begin():
             yield conn
         return
-    with _sqlite_writers_guard:
-        lock = _sqlite_writers.setdefault(engine, threading.Lock())
-    with lock, engine.connect().execution_options(xdsi_write=True) as conn, conn.begin():
-        yield conn
+    lock, fd = _writer_locks(engine)
+    with lock:
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # blocks without the GIL; released below, after COMMIT
+        try:
+            with engine.connect().execution_options(xdsi_write=True) as conn, conn.begin():
+                yield conn
+        finally:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def upgrade(engine: Engine, script_location: Path) -> None:

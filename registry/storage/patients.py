@@ -6,7 +6,7 @@ import json
 from datetime import datetime, timezone
 from xml.sax.saxutils import quoteattr
 
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
 
 from registry.storage import schema as s
 
@@ -56,8 +56,11 @@ class PatientStore:
 
 def patient_is_known(conn: Connection, patient_id: str) -> bool:
     """True if ``patient_id`` was fed and has not been merged into another id."""
-    row = conn.execute(select(s.patient.c.merged_into).where(s.patient.c.patient_id == patient_id)).first()
+    row = conn.execute(_MERGED_INTO, {"pid": patient_id}).first()
     return row is not None and row[0] is None
+
+
+_MERGED_INTO = select(s.patient.c.merged_into).where(s.patient.c.patient_id == bindparam("pid"))
 
 
 def _upsert(conn: Connection, patient_id: str, demographics: dict | None) -> None:
