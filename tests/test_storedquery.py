@@ -101,7 +101,7 @@ def registry_rows() -> list[tuple]:
         doc("DC", status=D, class_code="c1^^S", format_code="f1^^F", creation_time="2006", authors=["Smith^Jane"]),
         doc("DD", class_code="c1^^S", format_code="f1^^F", object_type=v.ON_DEMAND_DOCUMENT_ENTRY),
         doc("DH", class_code="c3^^S", home=HOME, authors=["Back\\Slash^Bo"]),
-        doc("DOFF", class_code="c4^^S", extra=OFFLINE_SLOT),
+        doc("DOFF", class_code="c4^^S", extra=OFFLINE_SLOT, document_availability=v.DOCUMENT_AVAILABILITY_OFFLINE),
         doc("DV1", id=uid("DV1"), lid=uid("DV1"), version="1", status=D, unique_id="2.1", class_code="c5^^S"),
         doc("DV2", id=uid("DV2"), lid=uid("DV1"), version="2", unique_id="2.1", class_code="c5^^S"),
         doc("DX", patient=P2, class_code="c1^^S"),

@@ -58,6 +58,7 @@ def row_for(obj: RegistryObject, xml: str) -> tuple[dict, list[tuple[str, str]]]
             hash=obj.hash.lower() or None,
             size=int(obj.size) if obj.size.isdigit() else None,
             repository_unique_id=obj.repository_unique_id or None,
+            offline=True if obj.document_availability == v.DOCUMENT_AVAILABILITY_OFFLINE else None,
         )
         values += [(s.EVENT_CODE, c.key()) for c in obj.event_codes]
         values += [(s.CONFIDENTIALITY_CODE, c.key()) for c in obj.confidentiality_codes]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     ForeignKey,
     Index,
@@ -61,6 +62,7 @@ registry_object = Table(
     Column("hash", String, nullable=True),
     Column("size", BigInteger, nullable=True),
     Column("repository_unique_id", String, nullable=True),
+    Column("offline", Boolean, nullable=True),  # documentAvailability Offline (hidden at Metadata Level 1)
     # SubmissionSet
     Column("source_id", String, nullable=True),
     Column("submission_time", String(14), nullable=True),

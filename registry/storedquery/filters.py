@@ -69,9 +69,9 @@ def latest_version(t: Table) -> ColumnElement:
 
 
 def not_offline(t: Table) -> ColumnElement:
-    """documentAvailability is not Offline (hidden at Metadata Level 1). There is no column for it: the
-    stored XML carries the slot value, and only candidate rows are scanned."""
-    return ~t.c.xml.contains(v.DOCUMENT_AVAILABILITY_OFFLINE)
+    """documentAvailability is not Offline (hidden at Metadata Level 1): column ``offline`` is NULL
+    (Online, or no documentAvailability) for all but Offline entries."""
+    return t.c.offline.is_(None)
 
 
 def level_filters(t: Table, kind: str, level: int, statuses: AndOr | None = None) -> list[ColumnElement]:
