@@ -14,7 +14,6 @@ from pathlib import Path
 
 import httpx
 import pydicom
-import pytest
 from lxml import etree
 
 from conformance.wire import split_multipart

@@ -6,7 +6,6 @@ from sqlalchemy import ColumnElement, Table, and_, exists, false, func, or_, tru
 
 from registry.storage import schema as s
 from registry.storedquery.params import AndOr
-from xdsi.metadata import vocabulary as v
 
 ro = s.registry_object
 ov = s.object_value
