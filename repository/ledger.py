@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import BigInteger, bindparam, Column, Connection, Float, Index, MetaData, String, Table, delete, insert, select, text, update
+from sqlalchemy import BigInteger, bindparam, Column, Connection, Float, Index, MetaData, String, Table, Text, delete, insert, select, text, update
 
 metadata = MetaData()
 
@@ -31,6 +31,15 @@ document = Table(
     Column("submission", String, nullable=False),  # id grouping the documents of one ITI-41
     Column("created", Float, nullable=False),  # epoch seconds
 )
+#: The ITI-42 request of each submission that still has pending documents (recovery re-sends it).
+submission = Table(
+    "repository_submission",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("request", Text, nullable=False),  # the SubmitObjectsRequest as sent to the registry
+    Column("created", Float, nullable=False),
+)
+
 Index("ix_repository_document_content", document.c.content_key)
 Index("ix_repository_document_state", document.c.state, document.c.created)
 
@@ -44,10 +53,11 @@ class Held:
     size: int
     mime_type: str
     state: str
+    submission: str = ""
 
 
 def _held(row) -> Held:  # type: ignore[no-untyped-def]
-    return Held(row.unique_id, row.content_key, row.size, row.mime_type, row.state)
+    return Held(row.unique_id, row.content_key, row.size, row.mime_type, row.state, row.submission)
 
 
 # Statements built once: building them per call was a good part of a small submission's CPU.
@@ -76,15 +86,16 @@ def lock_content(conn: Connection, keys: Iterable[str]) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": "content:" + key})
 
 
-def record_pending(conn: Connection, submission: str, docs: Sequence[Held]) -> None:
-    """Insert (or replace, for a retried submission) the documents of one submission as pending.
-    Run it in a write transaction (:func:`xdsi.db.write_transaction`)."""
+def record_pending(conn: Connection, submission_id: str, docs: Sequence[Held], request: str) -> None:
+    """Insert (or replace, for a retried submission) the documents of one submission as pending, with the
+    ITI-42 request that will register them. Run it in a write transaction (:func:`xdsi.db.write_transaction`)."""
     lock_content(conn, [d.content_key for d in docs])
     now = time.time()
+    conn.execute(insert(submission).values(id=submission_id, request=request, created=now))
     conn.execute(_DELETE, {"ids": [d.unique_id for d in docs]})
     conn.execute(_INSERT, [
         {"unique_id": d.unique_id, "content_key": d.content_key, "size": d.size, "mime_type": d.mime_type,
-         "state": PENDING, "submission": submission, "created": now} for d in docs])
+         "state": PENDING, "submission": submission_id, "created": now} for d in docs])
 
 
 def mark_registered(conn: Connection, unique_ids: Iterable[str]) -> None:
@@ -98,6 +109,16 @@ def forget(conn: Connection, unique_ids: Iterable[str]) -> set[str]:
     conn.execute(_DELETE, {"ids": ids})
     still = {r[0] for r in conn.execute(_STILL_USED, {"keys": list(keys)})} if keys else set()
     return keys - still
+
+
+def submission_request(conn: Connection, submission_id: str) -> str | None:
+    return conn.execute(select(submission.c.request).where(submission.c.id == submission_id)).scalar()
+
+
+def drop_settled_submissions(conn: Connection) -> None:
+    """Requests are kept only while some document of their submission is pending."""
+    still = select(document.c.submission).where(document.c.state == PENDING)
+    conn.execute(delete(submission).where(submission.c.id.not_in(still)))
 
 
 def pending_older_than(conn: Connection, seconds: float) -> list[Held]:

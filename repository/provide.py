@@ -188,7 +188,7 @@ def _store_and_register(repo, request: etree._Element, entries: dict[str, Docume
     docs = [ledger.Held(uid, content.sha1, content.size, de.mime_type, ledger.PENDING)
             for uid, (de, content) in by_uid.items()]
     with write_transaction(repo.engine) as conn:
-        ledger.record_pending(conn, str(uuid.uuid4()), docs)
+        ledger.record_pending(conn, str(uuid.uuid4()), docs, etree.tostring(request, encoding="unicode"))
     repo.crash_point("after_pending")
     for _uid, (_de, content) in by_uid.items():
         repo.store.put_file(content.path, content.sha1, content.size)
@@ -203,6 +203,7 @@ def _store_and_register(repo, request: etree._Element, entries: dict[str, Docume
     if response.ok:
         with write_transaction(repo.engine) as conn:
             ledger.mark_registered(conn, by_uid)
+            ledger.drop_settled_submissions(conn)
         return response.errors  # warnings, if any
     _undo(repo, list(by_uid))
     return response.errors
