@@ -131,29 +131,10 @@ def test_put_file_moves_the_spooled_file_without_copying(store: FileStore) -> No
     assert hashlib.sha1(store.path_of(sha1).read_bytes()).hexdigest() == sha1
 
 
-def test_empty_document(store: FileStore) -> None:
-    stored = store.put_bytes(b"")
-    assert stored.key == hashlib.sha1(b"").hexdigest() and stored.size == 0
-    assert store.size(stored.key) == 0
-    assert list(store.iter_chunks(stored.key)) == []
-
-
-def test_missing_content(store: FileStore) -> None:
-    key = "0" * 40
-    assert not store.exists(key)
-    with pytest.raises(KeyError):
-        store.size(key)
-    with pytest.raises(KeyError):  # raised by the call itself, before any iteration
-        store.iter_chunks(key)
-    store.delete(key)  # no error
-
-
-def test_delete(store: FileStore) -> None:
+def test_delete_removes_the_file(store: FileStore) -> None:
     key = store.put_bytes(b"to be deleted").key
     store.delete(key)
-    assert not store.exists(key)
     assert not store.path_of(key).exists()
-    store.delete(key)
 
 
 def test_iter_chunks_can_be_closed_before_reading(store: FileStore) -> None:

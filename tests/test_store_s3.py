@@ -117,29 +117,6 @@ def test_multipart_upload_round_trip(store: S3Store, record_calls: Callable[...,
     assert head["Metadata"] == {"sha1": sha1}  # not asserting the ETag: s3rver's multipart ETag differs from S3's
 
 
-def test_empty_document(store: S3Store) -> None:
-    stored = store.put_bytes(b"")
-    assert stored.size == 0 and store.size(stored.key) == 0
-    assert list(store.iter_chunks(stored.key)) == []
-
-
-def test_missing_content(store: S3Store) -> None:
-    key = "0" * 40
-    assert not store.exists(key)
-    with pytest.raises(KeyError):
-        store.size(key)
-    with pytest.raises(KeyError):  # raised by the call itself, before any iteration
-        store.iter_chunks(key)
-    store.delete(key)  # no error
-
-
-def test_delete(store: S3Store) -> None:
-    key = store.put_bytes(b"to be deleted").key
-    store.delete(key)
-    assert not store.exists(key)
-    store.delete(key)
-
-
 # -- deduplication -----------------------------------------------------------------------------------------
 
 
