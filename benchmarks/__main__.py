@@ -14,10 +14,7 @@ Results: a Markdown report on stdout (``--markdown FILE`` writes it too) and the
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
-from pathlib import Path
 
 from benchmarks import common, registry_query, registry_register
 from benchmarks.common import log
@@ -233,14 +230,8 @@ def main(argv: list[str] | None = None) -> int:
                 common.drop_pg_database(url)
                 log(f"dropped {url}")
     results["loadavg_end"] = common.machine()["loadavg"]
-    path = Path(args.json or common.WORK_DIR / f"results-{time.strftime('%Y%m%d-%H%M%S')}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=1))
-    log(f"raw results: {path}")
-    report = markdown(results)
-    if args.markdown:
-        Path(args.markdown).write_text(report + "\n")
-    print(report)
+    common.publish_results(results, markdown(results), json_path=args.json, stem="results",
+                           markdown_path=args.markdown)
     return 0
 
 

@@ -310,3 +310,16 @@ def stop_process(proc: subprocess.Popen, logf) -> None:  # type: ignore[no-untyp
         proc.wait(5)
     logf.close()
     os.unlink(logf.name)
+
+
+def publish_results(results: dict, report: str, *, json_path: str | None, stem: str,
+                    markdown_path: str | None) -> None:
+    """Write the raw results (``json_path``, or ``WORK_DIR/<stem>-<time>.json``), the Markdown report when
+    asked, and print the report: what every benchmark suite does when it ends."""
+    path = Path(json_path or WORK_DIR / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1))
+    log(f"raw results: {path}")
+    if markdown_path:
+        Path(markdown_path).write_text(report + "\n")
+    print(report)

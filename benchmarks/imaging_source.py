@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import array
 import contextlib
-import json
 import os
 import shutil
 import statistics
@@ -637,14 +636,8 @@ def main(argv: list[str] | None = None) -> int:
         stop_orthanc(orthanc)
         shutil.rmtree(work, ignore_errors=True)
     results["loadavg_end"] = common.machine()["loadavg"]
-    path = Path(args.json or common.WORK_DIR / f"ids-results-{time.strftime('%Y%m%d-%H%M%S')}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=1))
-    log(f"raw results: {path}")
-    report = markdown(results)
-    if args.markdown:
-        Path(args.markdown).write_text(report + "\n")
-    print(report)
+    common.publish_results(results, markdown(results), json_path=args.json, stem="ids-results",
+                           markdown_path=args.markdown)
     return 0
 
 

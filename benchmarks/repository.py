@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import hashlib
 import http.server
-import json
 import os
 import re
 import shutil
@@ -957,14 +956,8 @@ def main(argv: list[str] | None = None) -> int:
                   pin=not args.no_pin, load_pin=args.pin_load, profile=not args.no_profile,
                   malloc_tuned=args.malloc_tuned)
     results["command"] = "python -m benchmarks.repository " + " ".join(argv if argv is not None else sys.argv[1:])
-    path = Path(args.json or common.WORK_DIR / f"repository-{time.strftime('%Y%m%d-%H%M%S')}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=1))
-    log(f"raw results: {path}")
-    report = markdown(results)
-    if args.markdown:
-        Path(args.markdown).write_text(report)
-    print(report)
+    common.publish_results(results, markdown(results), json_path=args.json, stem="repository",
+                           markdown_path=args.markdown)
     return 0
 
 
