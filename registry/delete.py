@@ -27,6 +27,7 @@ from registry.storage import objects as store
 from registry.storage import schema as s
 from registry.storage.engine import write_transaction
 from xdsi.ebxml.namespaces import LCM, RIM, q
+from xdsi.ebxml.tags import T_OBJREF
 from xdsi.metadata import vocabulary as v
 from xdsi.metadata.dtm import now as dtm_now
 from xdsi.validate import errors as E
@@ -60,7 +61,7 @@ def read_remove_request(request: etree._Element) -> tuple[list[str], list[Regist
                                     "AdhocQuery"))
     ids: list[str] = []
     ref_list = request.find(q(RIM, "ObjectRefList"))
-    for ref in ref_list.iter(q(RIM, "ObjectRef")) if ref_list is not None else ():
+    for ref in ref_list.iter(T_OBJREF) if ref_list is not None else ():
         ident = (ref.get("id") or "").strip()
         if not ident:
             errors.append(RegistryError(E.InvalidRequestException, "RemoveObjectsRequest: an ObjectRef has no id"))

@@ -59,7 +59,8 @@ from registry.storage import objects as store
 from registry.storage import schema as s
 from registry.storage.engine import write_transaction
 from registry.storage.patients import patient_is_known
-from xdsi.ebxml.namespaces import RIM, q
+from xdsi.ebxml.namespaces import RIM
+from xdsi.ebxml.tags import T_CLASS, T_EXTID, T_LIST
 from xdsi.ebxml.serialize import fragment
 from xdsi.metadata import vocabulary as v
 from xdsi.metadata.dtm import now as dtm_now
@@ -173,7 +174,7 @@ def relabel(request: etree._Element, sub: Submission, local_id: str, patient_id:
     """Give the SubmissionSet, DocumentEntries and Folders with patientId ``local_id`` the patientId
     ``patient_id``: the model and the patientId ExternalIdentifiers of the request (inside their object or
     at the top level)."""
-    for el in request.iter(q(RIM, "ExternalIdentifier")):
+    for el in request.iter(T_EXTID):
         if el.get("identificationScheme") in _PATIENT_SCHEMES and el.get("value") == local_id:
             el.set("value", patient_id)
     for obj in [sub.submission_set, *sub.documents, *sub.folders]:
@@ -564,11 +565,11 @@ def _version_element(row: Any, patient_id: str) -> etree._Element:
     ident = _new_uuid()
     el.set("id", ident)
     el.attrib.pop("status", None)
-    for c in el.iter(q(RIM, "Classification")):
+    for c in el.iter(T_CLASS):
         c.set("id", _new_uuid())
         if c.get("classifiedObject") == row.id:
             c.set("classifiedObject", ident)
-    for ei in el.iter(q(RIM, "ExternalIdentifier")):
+    for ei in el.iter(T_EXTID):
         ei.set("id", _new_uuid())
         if ei.get("registryObject") == row.id:
             ei.set("registryObject", ident)
@@ -623,7 +624,7 @@ def _move_registered(conn: Connection, local: str, patient_id: str, operator: st
     for a, el in zip(members, versions):
         a.target_object = el.get("id")
     request = write_submission(Submission(submission_set=ss, associations=members))
-    rol = request.find(q(RIM, "RegistryObjectList"))
+    rol = request.find(T_LIST)
     for el in reversed(versions):
         rol.insert(0, el)
     sub, errors = read_submission(request)
@@ -663,7 +664,7 @@ def _carry_between(conn: Connection, mapping: dict[str, str]) -> None:
         el.set("lid", ident)
         el.set("sourceObject", mapping[a.source_object])
         el.set("targetObject", mapping[a.target_object])
-        for c in el.iter(q(RIM, "Classification")):
+        for c in el.iter(T_CLASS):
             c.set("id", _new_uuid())
             if c.get("classifiedObject") == a.id:
                 c.set("classifiedObject", ident)

@@ -25,7 +25,10 @@ from registry.storage import schema as s
 from registry.storage.engine import write_transaction
 from registry.storage.patients import patient_is_known
 from xdsi.codes import CodeList
-from xdsi.ebxml.namespaces import RIM, q
+from xdsi.ebxml.namespaces import RIM
+from xdsi.ebxml.tags import (
+    T_ASSOC, T_CLASS, T_DESC, T_EO, T_EXTID, T_LIST, T_NAME, T_OBJREF, T_RP, T_SLOT, T_VALUE, T_VALUELIST, T_VERSION,
+)
 from xdsi.ebxml.serialize import fragment
 from xdsi.metadata import vocabulary as v
 from xdsi.metadata.dtm import now as dtm_now
@@ -39,8 +42,7 @@ if TYPE_CHECKING:
     from registry.reconcile import Reconciliation
 
 _REF_ATTRS = ("id", "lid", "classifiedObject", "registryObject", "sourceObject", "targetObject")
-_RIM_OBJECTS = {q(RIM, t) for t in ("ExtrinsicObject", "RegistryPackage", "Association", "Classification",
-                                    "ExternalIdentifier", "ObjectRef")}
+_RIM_OBJECTS = {T_EO, T_RP, T_ASSOC, T_CLASS, T_EXTID, T_OBJREF}
 _KIND_NAME = {s.DOCUMENT_ENTRY: "DocumentEntry", s.SUBMISSION_SET: "SubmissionSet", s.FOLDER: "Folder",
               s.ASSOCIATION: "Association"}
 
@@ -253,7 +255,7 @@ def _assign_uuids(request: etree._Element, sub: Submission) -> dict[str, str]:
     for el in elements:
         ident = el.get("id")
         if ident is None or ident == "":
-            if el.tag != q(RIM, "ObjectRef"):
+            if el.tag != T_OBJREF:
                 el.set("id", "urn:uuid:" + str(uuid.uuid4()))
         elif not ident.startswith("urn:uuid:") and ident not in mapping:
             mapping[ident] = "urn:uuid:" + str(uuid.uuid4())
@@ -279,13 +281,13 @@ def _fold_top_level(request: etree._Element, sub: Submission) -> None:
     the registry stores each object on its own, so the classification must travel inside it - otherwise a
     query could not tell a SubmissionSet from a Folder."""
     by_id = {o.id: o.source for o in sub.objects() if o.source is not None}
-    rol = request.find(q(RIM, "RegistryObjectList"))
+    rol = request.find(T_LIST)
     if rol is None:
         return
     for child in list(rol):
-        if child.tag == q(RIM, "Classification"):
+        if child.tag == T_CLASS:
             target = by_id.get(child.get("classifiedObject", ""))
-        elif child.tag == q(RIM, "ExternalIdentifier"):
+        elif child.tag == T_EXTID:
             target = by_id.get(child.get("registryObject", ""))
         else:
             continue
@@ -293,8 +295,8 @@ def _fold_top_level(request: etree._Element, sub: Submission) -> None:
             continue
         # Schema order: ... Classification*, ExternalIdentifier*: classifications go before the first
         # ExternalIdentifier, external identifiers at the end.
-        first_ext = target.find(q(RIM, "ExternalIdentifier"))
-        if child.tag == q(RIM, "Classification") and first_ext is not None:
+        first_ext = target.find(T_EXTID)
+        if child.tag == T_CLASS and first_ext is not None:
             first_ext.addprevious(child)
         else:
             target.append(child)
@@ -314,12 +316,12 @@ def _set_registry_attributes(obj: RegistryObject, status: str = v.STATUS_APPROVE
 
 def set_version_info(el: etree._Element, version: int) -> None:
     """Set ``VersionInfo/@versionName``, adding the element after the Slots, Name and Description (schema order)."""
-    vi = el.find(q(RIM, "VersionInfo"))
+    vi = el.find(T_VERSION)
     if vi is None:
-        vi = etree.Element(q(RIM, "VersionInfo"))
+        vi = etree.Element(T_VERSION)
         anchor = None
         for child in el:
-            if child.tag in (q(RIM, "Slot"), q(RIM, "Name"), q(RIM, "Description")):
+            if child.tag in (T_SLOT, T_NAME, T_DESC):
                 anchor = child
         if anchor is None:
             el.insert(0, vi)
@@ -330,13 +332,13 @@ def set_version_info(el: etree._Element, version: int) -> None:
 
 def _set_slot(el: etree._Element, name: str, values: Iterable[str]) -> None:
     """Set (replace) a Slot, keeping schema order: Slots come first."""
-    for slot in el.findall(q(RIM, "Slot")):
+    for slot in el.findall(T_SLOT):
         if slot.get("name") == name:
             el.remove(slot)
-    slot = etree.Element(q(RIM, "Slot"), name=name)
-    vl = etree.SubElement(slot, q(RIM, "ValueList"))
+    slot = etree.Element(T_SLOT, name=name)
+    vl = etree.SubElement(slot, T_VALUELIST)
     for val in values:
-        etree.SubElement(vl, q(RIM, "Value")).text = val
+        etree.SubElement(vl, T_VALUE).text = val
     el.insert(0, slot)
 
 
@@ -386,7 +388,7 @@ def _folders_of(conn: Connection, doc_id: str) -> list[str]:
 
 
 def _has_member(source: str, target: str) -> Association:
-    el = etree.Element(q(RIM, "Association"), nsmap={"rim": RIM})
+    el = etree.Element(T_ASSOC, nsmap={"rim": RIM})
     ident = "urn:uuid:" + str(uuid.uuid4())
     el.set("id", ident)
     el.set("associationType", v.HAS_MEMBER)

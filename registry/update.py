@@ -45,7 +45,8 @@ from registry.storage import schema as s
 from registry.storage.engine import write_transaction
 from registry.storage.patients import patient_is_known
 from xdsi.codes import CodeList
-from xdsi.ebxml.namespaces import RIM, q
+from xdsi.ebxml.namespaces import RIM
+from xdsi.ebxml.tags import T_CLASS
 from xdsi.ebxml.serialize import fragment
 from xdsi.metadata import vocabulary as v
 from xdsi.metadata.dtm import now as dtm_now
@@ -527,7 +528,7 @@ def _carry_over(row: Any, old_id: str, new_id: str) -> Association:
     for attr in ("sourceObject", "targetObject"):
         if el.get(attr) == old_id:
             el.set(attr, new_id)
-    for c in el.iter(q(RIM, "Classification")):
+    for c in el.iter(T_CLASS):
         c.set("id", "urn:uuid:" + str(uuid.uuid4()))
         if c.get("classifiedObject") == row.id:
             c.set("classifiedObject", ident)

@@ -23,6 +23,7 @@ from pydicom.uid import generate_uid
 
 from xdsi import samples
 from xdsi.ebxml.namespaces import RIM, RS, XDSB, XDSI, q
+from xdsi.ebxml.tags import T_EXTID, T_SLOT, T_VALUE
 from xdsi.ebxml.query import find_documents
 from xdsi.soap.client import call, request_envelope
 
@@ -105,7 +106,7 @@ def _entries(registry_url: str, pid: str, client: httpx.Client) -> list[etree._E
 def _unique_id(entry: etree._Element) -> str:
     from xdsi.metadata import vocabulary as v
 
-    return next(ei.get("value") for ei in entry.iter(q(RIM, "ExternalIdentifier"))
+    return next(ei.get("value") for ei in entry.iter(T_EXTID)
                 if ei.get("identificationScheme") == v.DE_UNIQUE_ID)
 
 
@@ -238,7 +239,7 @@ Try it (ready-made requests in {requests}):
 
 
 def _slot_values(entry: etree._Element, name: str) -> list[str]:
-    for slot in entry.iter(q(RIM, "Slot")):
+    for slot in entry.iter(T_SLOT):
         if slot.get("name") == name:
-            return [v.text or "" for v in slot.iter(q(RIM, "Value"))]
+            return [v.text or "" for v in slot.iter(T_VALUE)]
     return []

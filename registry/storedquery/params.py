@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from lxml import etree
 
 from xdsi.ebxml.namespaces import QUERY, RIM, q
+from xdsi.ebxml.tags import T_SLOT, T_VALUE, T_VALUELIST
 from xdsi.metadata import vocabulary as v
 from xdsi.metadata.dtm import sortable
 from xdsi.validate import errors as e
@@ -140,11 +141,11 @@ def read_request(request: etree._Element) -> QueryRequest:
             "returnType",
         )
     slots: dict[str, list[list[str]]] = {}
-    for slot in adhoc.iterfind(q(RIM, "Slot")):
+    for slot in adhoc.iterfind(T_SLOT):
         name = (slot.get("name") or "").strip()
         if not name:
             raise XDSError.of(e.XDSRegistryError, "rim:Slot without a name in AdhocQuery")
-        texts = [val.text or "" for val in slot.iterfind("%s/%s" % (q(RIM, "ValueList"), q(RIM, "Value")))]
+        texts = [val.text or "" for val in slot.iterfind("%s/%s" % (T_VALUELIST, T_VALUE))]
         if texts:  # a Slot with no Value at all carries no parameter
             slots.setdefault(name, []).append(texts)
     return QueryRequest(query_id, return_type, slots, adhoc.get("home") or "")

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from lxml import etree
 
 from xdsi.ebxml.namespaces import QUERY, RIM, q
+from xdsi.ebxml.tags import T_SLOT, T_VALUE, T_VALUELIST
 from xdsi.metadata import vocabulary as v
 
 
@@ -28,10 +29,10 @@ def adhoc_query(query_id: str, params: Mapping[str, str | Sequence[str]], *,
     etree.SubElement(root, q(QUERY, "ResponseOption"), returnComposedObjects="true", returnType=return_type)
     aq = etree.SubElement(root, q(RIM, "AdhocQuery"), id=query_id)
     for name, val in params.items():
-        slot = etree.SubElement(aq, q(RIM, "Slot"), name=name)
-        vl = etree.SubElement(slot, q(RIM, "ValueList"))
+        slot = etree.SubElement(aq, T_SLOT, name=name)
+        vl = etree.SubElement(slot, T_VALUELIST)
         for item in [val] if isinstance(val, str) else val:
-            etree.SubElement(vl, q(RIM, "Value")).text = item
+            etree.SubElement(vl, T_VALUE).text = item
     return root
 
 
