@@ -42,7 +42,9 @@ class ImagingSource:
         db.upgrade(self.engine, MIGRATIONS)
         self.adapters = adapters if adapters is not None else {p.name: make_adapter(p) for p in config.pacs}
         self.publisher = Publisher(config, self.adapters, self.engine)
-        self.spool_dir = spool_dir or tempfile.mkdtemp(prefix="xdsi-ids-")
+        # One directory per host, not per start: each RAD-69 request spools into its own subdirectory of it
+        # and removes it when the answer has been sent.
+        self.spool_dir = spool_dir or str(Path(tempfile.gettempdir()) / "xdsi-ids-spool")
         Path(self.spool_dir).mkdir(parents=True, exist_ok=True)
 
     def locate(self, study_uid: str) -> PacsAdapter | None:
