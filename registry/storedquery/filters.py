@@ -1,35 +1,30 @@
-"""SQL predicates of the stored queries over ``registry_object`` (portable: SQLite and PostgreSQL)."""
+"""The stored queries' predicates over ``registry_object`` (alias ``ro``) and its side table ``object_value``,
+as portable SQL (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, Table, and_, exists, false, func, or_, true
-
 from registry.storage import schema as s
 from registry.storedquery.params import AndOr
-
-ro = s.registry_object
-ov = s.object_value
+from registry.storedquery.sql import Sql, any_of, one_of
 
 LIKE_ESCAPE = "\\"
 
 
-def one_of(column: ColumnElement, values: list[str]) -> ColumnElement:
-    """``column = x`` for one value (the common case; an expanding ``IN`` costs a re-render per
-    execution), ``column IN (...)`` for several."""
-    return column == values[0] if len(values) == 1 else column.in_(values)
-
-
-def in_each(column: ColumnElement, and_or: AndOr | None) -> list[ColumnElement]:
+def in_each(column: str, and_or: AndOr | None) -> list[Sql]:
     """A single-valued attribute: one ``IN`` per Slot (OR within a Slot, AND between Slots)."""
     return [one_of(column, values) for values in and_or or ()]
 
 
-def has_values(t: Table, attr: str, and_or: AndOr | None) -> list[ColumnElement]:
+def _has_value(attr: str, condition: Sql) -> Sql:
+    return Sql(
+        "EXISTS (SELECT 1 FROM object_value ov WHERE ov.object_pk = ro.pk AND ov.attr = ? AND (%s))" % condition.text,
+        (attr, *condition.params),
+    )
+
+
+def has_values(attr: str, and_or: AndOr | None) -> list[Sql]:
     """A multi-valued attribute in ``object_value``: for each Slot, the object has one of its values."""
-    return [
-        exists().where(ov.c.object_pk == t.c.pk, ov.c.attr == attr, one_of(ov.c.value, values))
-        for values in and_or or ()
-    ]
+    return [_has_value(attr, one_of("ov.value", values)) for values in and_or or ()]
 
 
 def like_pattern(value: str) -> str:
@@ -38,42 +33,36 @@ def like_pattern(value: str) -> str:
     return value.replace(LIKE_ESCAPE, LIKE_ESCAPE * 2)
 
 
-def matches_pattern(t: Table, attr: str, and_or: AndOr | None) -> list[ColumnElement]:
+def matches_pattern(attr: str, and_or: AndOr | None) -> list[Sql]:
     """Author person with wildcards. Case-insensitive on both databases (SQLite's LIKE is, PostgreSQL's
     is not, so both sides are lowered)."""
-    out = []
-    for values in and_or or ():
-        any_of = or_(*(func.lower(ov.c.value).like(func.lower(like_pattern(x)), escape=LIKE_ESCAPE)
-                       for x in values)) if values else false()
-        out.append(exists().where(ov.c.object_pk == t.c.pk, ov.c.attr == attr, any_of))
-    return out
+    like = "lower(ov.value) LIKE lower(?) ESCAPE '%s'" % LIKE_ESCAPE
+    return [_has_value(attr, any_of([Sql(like, (like_pattern(x),)) for x in values])) for values in and_or or ()]
 
 
-def time_range(column: ColumnElement, start: str | None, stop: str | None) -> list[ColumnElement]:
+def time_range(column: str, start: str | None, stop: str | None) -> list[Sql]:
     """``From`` inclusive, ``To`` exclusive (ITI TF-2a 3.18.4.1.2.3.6); values already 14-digit padded.
     An object without the attribute never matches a range on it."""
     out = []
     if start is not None:
-        out.append(column >= start)
+        out.append(Sql(column + " >= ?", (start,)))
     if stop is not None:
-        out.append(column < stop)
+        out.append(Sql(column + " < ?", (stop,)))
     return out
 
 
-def latest_version(t: Table) -> ColumnElement:
-    """No newer version of the object exists (same logicalId, higher version): Metadata Level 1 hides
-    older versions of DocumentEntries and Folders (ITI TF-2a 3.18.4.1.2.3.5.1.1)."""
-    newer = ro.alias()
-    return ~exists().where(newer.c.lid == t.c.lid, newer.c.version > t.c.version)
+#: No newer version of the object exists (same logicalId, higher version): Metadata Level 1 hides older
+#: versions of DocumentEntries and Folders (ITI TF-2a 3.18.4.1.2.3.5.1.1).
+LATEST_VERSION = Sql(
+    "NOT EXISTS (SELECT 1 FROM registry_object newer WHERE newer.lid = ro.lid AND newer.version > ro.version)"
+)
+#: documentAvailability is not Offline (hidden at Metadata Level 1): column ``offline`` is NULL (Online, or no
+#: documentAvailability) for all but Offline entries.
+NOT_OFFLINE = Sql("ro.offline IS NULL")
+NOT_DEPRECATED = Sql("ro.status <> 'D'")
 
 
-def not_offline(t: Table) -> ColumnElement:
-    """documentAvailability is not Offline (hidden at Metadata Level 1): column ``offline`` is NULL
-    (Online, or no documentAvailability) for all but Offline entries."""
-    return t.c.offline.is_(None)
-
-
-def level_filters(t: Table, kind: str, level: int, statuses: AndOr | None = None) -> list[ColumnElement]:
+def level_filters(kind: str, level: int, statuses: AndOr | None = None) -> list[Sql]:
     """What Metadata Level 1 hides for objects of ``kind`` (DE or FD).
 
     ``statuses`` is the status parameter the query already applies, if any. Older versions are always
@@ -83,14 +72,14 @@ def level_filters(t: Table, kind: str, level: int, statuses: AndOr | None = None
     """
     if level != 1:
         return []
-    out: list[ColumnElement] = []
+    out: list[Sql] = []
     only_approved = statuses is not None and all(set(x) <= {"A"} for x in statuses)
     if not only_approved:
-        out.append(latest_version(t))
+        out.append(LATEST_VERSION)
     if kind == s.DOCUMENT_ENTRY:
-        out.append(not_offline(t))
+        out.append(NOT_OFFLINE)
     elif kind == s.FOLDER:
-        out.append(t.c.status != "D")
+        out.append(NOT_DEPRECATED)
     return out
 
 
@@ -101,7 +90,3 @@ def association_statuses(level: int, requested: list[str] | None) -> list[str]:
     if level == 1:
         allowed.discard("D")
     return sorted(allowed)
-
-
-def all_of(conditions: list[ColumnElement]) -> ColumnElement:
-    return and_(*conditions) if conditions else true()

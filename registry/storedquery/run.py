@@ -6,7 +6,6 @@ import logging
 
 from lxml import etree
 from sqlalchemy import Connection
-from sqlalchemy.exc import SQLAlchemyError
 
 from registry.storage import schema as s
 from registry.storedquery import filters, specs
@@ -54,7 +53,9 @@ def run_stored_query(conn: Connection, request: etree._Element, *, max_results: 
         params = check(spec, req)
         level = metadata_level(params)
         requested = params.flat(specs.ASSOCIATION_STATUS) or params.flat(specs.ASSOCIATION_STATUS_ALT)
-        ctx = Ctx(conn, params, leaf, level, max_results, filters.association_statuses(level, requested))
+        # The SELECTs run on the DBAPI connection under ``conn`` (see registry/storedquery/sql.py for why).
+        ctx = Ctx(conn.connection.driver_connection, conn.dialect.name, params, leaf, level, max_results,
+                  filters.association_statuses(level, requested))
         rows = QUERIES[req.query_id](ctx)
         if req.query_id not in SINGLE_SELECT:  # several SELECTs: merge into one pk-ordered list
             rows = sorted({r.id: r for r in rows}.values(), key=lambda r: r.pk)
@@ -64,7 +65,7 @@ def run_stored_query(conn: Connection, request: etree._Element, *, max_results: 
             _single_patient(rows)
     except XDSError as exc:
         return adhoc_query_response(leaf_class=leaf, errors=exc.errors)
-    except SQLAlchemyError:
+    except conn.dialect.dbapi.Error:
         log.exception("stored query failed in the database")
         return adhoc_query_response(errors=[e.RegistryError(e.XDSRegistryError, "registry database error")])
     except Exception:  # a defect here must still give the consumer an answer, not a 500
