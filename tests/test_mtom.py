@@ -244,6 +244,28 @@ def test_reader_errors_clean_up_spool(spool):
         read('multipart/related; boundary=""', good)
 
 
+def test_reader_large_parts_spooled_by_writer_thread(spool):
+    """Parts beyond the inline threshold are hashed and written by a writer thread: same bytes, hash and size,
+    in order, for plain and base64 parts, and nothing left behind when the package fails half way."""
+    big = os.urandom(1 << 20) * 3 + b"tail"  # 3 MiB + 4: past _INLINE_SPOOL_BYTES, many queued chunks
+    other = os.urandom(1_500_000)
+    for base64_parts in (False, True):
+        data = build_package("b", soap(b"<a/>"), [("big@x", big), ("other@x", other)], base64_parts=base64_parts)
+        root, atts = read('multipart/related; boundary="b"', data, 65536, spool_dir=str(spool))
+        for cid, content in (("big@x", big), ("other@x", other)):
+            att = atts[cid]
+            assert att.size == len(content) and att.sha1 == hashlib.sha1(content).hexdigest()
+            assert att.read_bytes() == content
+            att.delete()
+        assert list(spool.iterdir()) == []
+    data = build_package("b", soap(b"<a/>"), [("big@x", big)])
+    with pytest.raises(PackageTooLarge):
+        read('multipart/related; boundary="b"', data, 65536, spool_dir=str(spool), max_attachment_bytes=2 << 20)
+    with pytest.raises(MultipartError, match="truncated"):
+        read('multipart/related; boundary="b"', data[: 2 << 20], 65536, spool_dir=str(spool))
+    assert list(spool.iterdir()) == []
+
+
 # --- XOP --------------------------------------------------------------------------------------------
 
 
