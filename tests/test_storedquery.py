@@ -660,3 +660,16 @@ def test_responses_are_schema_valid(conn: Connection) -> None:
     for ans in (find_docs(conn), find_docs(conn, rt="ObjectRef"), ask(conn, v.SQ_FIND_DOCUMENTS, PID),
                 ask(conn, v.SQ_GET_ALL, *ALL_APPROVED, rt="ObjectRef"), find_docs(conn, max_results=1)):
         assert schema.validate(ans.root), schema.error_log.last_error
+
+
+def test_database_failure_is_a_registry_error_not_a_crash(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A database that cannot answer (here: no registry tables) gives Failure + XDSRegistryError."""
+    broken = make_engine("sqlite:///%s" % (tmp_path / "empty.db"), migrate=False)
+    try:
+        with broken.connect() as c:
+            answer = find_docs(c)
+    finally:
+        broken.dispose()
+    assert answer.status == "Failure" and answer.names == []
+    assert answer.codes == ["XDSRegistryError"]
+    assert b"registry database error" in etree.tostring(answer.root)

@@ -65,7 +65,7 @@ def run_stored_query(conn: Connection, request: etree._Element, *, max_results: 
             _single_patient(rows)
     except XDSError as exc:
         return adhoc_query_response(leaf_class=leaf, errors=exc.errors)
-    except conn.dialect.dbapi.Error:
+    except conn.dialect.loaded_dbapi.Error:
         log.exception("stored query failed in the database")
         return adhoc_query_response(errors=[e.RegistryError(e.XDSRegistryError, "registry database error")])
     except Exception:  # a defect here must still give the consumer an answer, not a 500
