@@ -2,11 +2,13 @@
 PACS that holds it and streamed back as MTOM/XOP parts.
 
 The request names instances by study / series / SOP Instance UID with a list of acceptable transfer
-syntaxes. Every instance is checked against the PACS's study tree (unknown or misplaced ones get
-XDSDocumentUniqueIdError), fetched to a spool directory one file at a time (never a study in memory), sent
-in its stored transfer syntax when the consumer accepts it, transcoded between the uncompressed syntaxes
-otherwise, or refused (XDSRepositoryError) when neither works. The status is Success, PartialSuccess or
-Failure accordingly.
+syntaxes. The listed instances of each study are fetched from its PACS series by series
+(:meth:`PacsAdapter.retrieve_listed`, no query of the study's tree first) to a spool directory one file at
+a time (never a study in memory). A listed instance the PACS did not deliver in the study and series it is
+listed under (unknown, or misplaced) gets XDSDocumentUniqueIdError. A delivered one is sent in its stored
+transfer syntax when the consumer accepts it, transcoded between the uncompressed syntaxes otherwise, or
+refused (XDSRepositoryError) when neither works. The status is Success, PartialSuccess or Failure
+accordingly; the answer starts only once every instance is in the spool, so the status is true.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import pydicom
 from pydicom.filereader import read_file_meta_info
 from pydicom.uid import UID
 
-from imaging_source.pacs.base import PacsAdapter, PacsError
+from imaging_source.pacs.base import PART10_HEAD, PacsAdapter, PacsError, is_uid, part10_uids
 from xdsi.ebxml.namespaces import XDSB, XDSI
 from xdsi.ebxml.response import error_list, response_status
 from xdsi.soap.endpoint import SoapResponse
@@ -150,75 +152,64 @@ def retrieve_imaging_document_set(ids, req: SoapRequest) -> SoapResponse:  # typ
 
 def _fetch(ids, wanted: list[InstanceRequest], syntaxes: list[str],  # type: ignore[no-untyped-def]
            spool: Path) -> tuple[list[tuple[InstanceRequest, Path]], list[RegistryError]]:
-    """Check every instance against its study's tree, fetch the known ones, fix their encoding."""
+    """Fetch the listed instances of each study from its PACS, fix their encoding; an error for each
+    listed instance that did not come."""
     errors: list[RegistryError] = []
     served: list[tuple[InstanceRequest, Path]] = []
-    by_study: dict[str, list[InstanceRequest]] = {}
+    by_study: dict[str, dict[str, InstanceRequest]] = {}
     for inst in wanted:
-        by_study.setdefault(inst.study, []).append(inst)
-    for study_uid, insts in by_study.items():
+        bad = next((f"{what} {uid!r}" for what, uid in (("study", inst.study), ("series", inst.series),
+                                                          ("instance", inst.sop)) if not is_uid(uid)), None)
+        if bad:  # no PACS holds it; and it must not reach a C-FIND key or a DICOMweb URL
+            errors.append(RegistryError(E.XDSDocumentUniqueIdError, f"DocumentRequest {inst.sop!r}: {bad} is not "
+                                        "a DICOM UID", inst.sop))
+            continue
+        listed = by_study.setdefault(inst.study, {})
+        first = listed.setdefault(inst.sop, inst)
+        if first.series != inst.series:
+            errors.append(RegistryError(E.XDSDocumentUniqueIdError, f"instance {inst.sop} is listed under series "
+                                        f"{first.series} and {inst.series} of study {inst.study}", inst.sop))
+    for study_uid, by_sop in by_study.items():
         adapter: PacsAdapter | None = ids.locate(study_uid)
-        study = adapter.study(study_uid) if adapter is not None else None
-        if study is None:
+        if adapter is None:
             errors += [RegistryError(E.XDSDocumentUniqueIdError, f"instance {i.sop}: study {study_uid} is not held "
-                                     "by any PACS of this imaging source", i.sop) for i in insts]
+                                     "by any PACS of this imaging source", i.sop) for i in by_sop.values()]
             continue
-        where = {inst.sop_instance_uid: series.series_instance_uid for series, inst in study.instances()}
-        known = []
-        for i in insts:
-            if i.sop not in where:
-                errors.append(RegistryError(E.XDSDocumentUniqueIdError, f"instance {i.sop} is not in study "
-                                            f"{study_uid}", i.sop))
-            elif where[i.sop] != i.series:
-                errors.append(RegistryError(E.XDSDocumentUniqueIdError, f"instance {i.sop} is not in series "
-                                            f"{i.series} of study {study_uid} (it is in {where[i.sop]})", i.sop))
-            else:
-                known.append(i)
-        if not known:
-            continue
-        by_sop = {i.sop: i for i in known}
+        by_series: dict[str, list[str]] = {}
+        for i in by_sop.values():
+            by_series.setdefault(i.series, []).append(i.sop)
         try:
-            for scope in _scopes(study, by_sop):
-                for path in adapter.retrieve(study_uid, spool, **scope):
-                    sop, stored = _file_head(path)
-                    if sop not in by_sop:  # e.g. an instance stored since the tree was read: not asked for
-                        path.unlink(missing_ok=True)
-                        continue
-                    problem = _encode_for(path, syntaxes, sop, stored)
-                    if problem:
-                        errors.append(problem)
-                        by_sop.pop(sop)
-                        path.unlink(missing_ok=True)
-                    else:
-                        served.append((by_sop.pop(sop), path))
+            for path in adapter.retrieve_listed(study_uid, by_series, spool):
+                sop, stored = _file_head(path)
+                inst = by_sop.pop(sop, None)
+                if inst is None:  # not listed, or delivered twice: the adapter yields only listed ones
+                    path.unlink(missing_ok=True)
+                    continue
+                problem = _encode_for(path, syntaxes, sop, stored)
+                if problem:
+                    errors.append(problem)
+                    path.unlink(missing_ok=True)
+                else:
+                    served.append((inst, path))
         except PacsError as exc:
             log.warning("RAD-69: PACS %s failed for study %s: %s", adapter.name, study_uid, exc)
             errors.append(RegistryError(E.XDSRepositoryError, f"study {study_uid}: the PACS {adapter.name} could "
                                         f"not deliver the instances: {exc}", study_uid))
-        errors += [RegistryError(E.XDSDocumentUniqueIdError, f"instance {sop} was not delivered by the PACS "
-                                 f"{adapter.name}", sop) for sop in by_sop if not any(e.location == sop for e in errors)]
+            errors += [RegistryError(E.XDSDocumentUniqueIdError, f"instance {i.sop} was not delivered by the PACS "
+                                     f"{adapter.name}", i.sop) for i in by_sop.values()]
+            continue
+        errors += [RegistryError(E.XDSDocumentUniqueIdError, f"instance {i.sop} is not in series {i.series} of "
+                                 f"study {study_uid} on the PACS {adapter.name}", i.sop) for i in by_sop.values()]
     return served, errors
-
-
-def _scopes(study, wanted: dict[str, InstanceRequest]) -> list[dict]:  # type: ignore[no-untyped-def]
-    """How to ask the PACS for ``wanted`` (instances of ``study``): the whole study in one request when
-    every instance is wanted, else each series wholly wanted in one request and the listed instances of
-    the others, series by series (one WADO-RS or C-GET per series instead of one per instance)."""
-    series = {s.series_instance_uid: {i.sop_instance_uid for i in s.instances} for s in study.series}
-    if all(uids <= wanted.keys() for uids in series.values()):
-        return [{}]
-    scopes: list[dict] = []
-    for suid, uids in series.items():
-        picked = [u for u in uids if u in wanted]
-        if picked:
-            scopes.append({"series_instance_uid": suid} if len(picked) == len(uids) else
-                          {"series_instance_uid": suid, "sop_instance_uids": sorted(picked)})
-    return scopes
 
 
 def _file_head(path: Path) -> tuple[str, str]:
     """SOP Instance UID and transfer syntax of a Part 10 file, from its file meta (the data set is not
     read); the data set's own SOP Instance UID when the meta lacks it."""
+    with open(path, "rb") as fh:
+        uids = part10_uids(fh.read(PART10_HEAD))
+    if uids is not None:
+        return uids
     meta = read_file_meta_info(path)
     sop = str(meta.get("MediaStorageSOPInstanceUID", "") or "")
     if not sop:

@@ -226,3 +226,64 @@ def test_rad69_request_errors(tmp_path: Path, orthanc_pair) -> None:  # type: ig
         assert body.find(q(RS, "RegistryResponse")).get("status") == v.RESPONSE_FAILURE and codes == ["XDSIRequestError"]
         resp = httpx.get(url + "?wsdl")
         assert resp.status_code == 200 and b"RetrieveImagingDocumentSet" in resp.content
+
+
+def test_rad69_reconciles_what_the_pacs_delivered(orthanc_pair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """RAD-69 fetches what the request lists without reading the study tree first; every listed instance
+    that the PACS does not deliver in the study and series it is listed under gets XDSDocumentUniqueIdError
+    (over DIMSE C-GET from hospital A and over DICOMweb from hospital B)."""
+    pair = orthanc_pair
+    ids = ImagingSource(ids_config(tmp_path, pair, "http://127.0.0.1:9/registry", "http://127.0.0.1:9/repository"),
+                        db_url=f"sqlite:///{tmp_path / 'ids.db'}", spool_dir=str(tmp_path / "ids-spool"))
+    with serve(create_app(ids)) as base:
+        for name, pacs in (("dimse", pair.a), ("dicomweb", pair.b)):
+            files = make_study(f"R-{name}", "HOSP_A", out_dir=tmp_path / name, series=2, instances_per_series=3)
+            store_files(files, http_url=pacs.http_url)
+            headers = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+            study = str(headers[0].StudyInstanceUID)
+            by_series: dict[str, list[str]] = {}
+            for ds in headers:
+                by_series.setdefault(str(ds.SeriesInstanceUID), []).append(str(ds.SOPInstanceUID))
+            (s1, m1), (s2, m2) = sorted((k, sorted(v)) for k, v in by_series.items())
+            unknown = "2.25.424242"
+
+            def request(series: dict[str, list[str]], study_uid: str = study) -> etree._Element:
+                root = etree.Element(q(XDSI, "RetrieveImagingDocumentSetRequest"), nsmap={"xdsiB": XDSI, "xdsb": XDSB})
+                st = etree.SubElement(root, q(XDSI, "StudyRequest"), studyInstanceUID=study_uid)
+                for suid, sops in series.items():
+                    se = etree.SubElement(st, q(XDSI, "SeriesRequest"), seriesInstanceUID=suid)
+                    for sop in sops:
+                        dr = etree.SubElement(se, q(XDSB, "DocumentRequest"))
+                        etree.SubElement(dr, q(XDSB, "RepositoryUniqueId")).text = IDS_UID
+                        etree.SubElement(dr, q(XDSB, "DocumentUniqueId")).text = sop
+                tsl = etree.SubElement(root, q(XDSI, "TransferSyntaxUIDList"))
+                etree.SubElement(tsl, q(XDSI, "TransferSyntaxUID")).text = EXPLICIT_LE
+                return root
+
+            def answer(req: etree._Element) -> tuple[str, dict[str, bytes], list[str]]:
+                body, parts = mtom_call(base + "/imaging-source", RAD69, req)
+                errors = body.iter(q(RS, "RegistryError"))
+                return (body.find(q(RS, "RegistryResponse")).get("status"), documents(body, parts),
+                        sorted(e.get("location") for e in errors if e.get("errorCode") == "XDSDocumentUniqueIdError"))
+
+            # All of series 1 plus an instance the PACS does not have and one of series 2 listed under series
+            # 1; one instance of series 2 (instance-level fetch); an instance under a series not in the study.
+            status, got, missing = answer(request({s1: [*m1, unknown, m2[0]], s2: [m2[1]], "2.25.4343": [m2[2]]}))
+            assert status == v.RESPONSE_PARTIAL_SUCCESS, name
+            assert set(got) == {*m1, m2[1]}, name
+            assert missing == sorted([unknown, m2[0], m2[2]]), name
+            for sop, data in got.items():
+                assert dataset_bytes(data) == dataset_bytes(pacs.instance_file(sop)), name
+            # Most of a series (fetched whole, the unlisted instance not returned): Success.
+            status, got, missing = answer(request({s2: m2[:2]}))
+            assert (status, set(got), missing) == (v.RESPONSE_SUCCESS, set(m2[:2]), []), name
+            # Nothing the PACS has: Failure, one error per instance.
+            status, got, missing = answer(request({s1: [unknown], s2: [m1[0]]}))
+            assert (status, got, missing) == (v.RESPONSE_FAILURE, {}, sorted([unknown, m1[0]])), name
+            status, got, missing = answer(request({s1: m1}, study_uid="2.25.4444"))
+            assert (status, got, missing) == (v.RESPONSE_FAILURE, {}, m1), name
+            # Not UIDs (they would end up in a C-FIND key or a DICOMweb URL): errors, not faults.
+            status, got, missing = answer(request({s1: ["../x", m1[0]], "1.2.*": [m2[0]]}))
+            assert (status, set(got), missing) == (v.RESPONSE_PARTIAL_SUCCESS, {m1[0]}, sorted(["../x", m2[0]])), name
+            status, got, missing = answer(request({s1: m1[:1]}, study_uid="1.2.3*"))
+            assert (status, got, missing) == (v.RESPONSE_FAILURE, {}, m1[:1]), name

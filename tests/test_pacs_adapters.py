@@ -19,9 +19,10 @@ import pytest
 from pydicom.filereader import _read_file_meta_info, read_preamble
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from imaging_source.pacs.base import PacsAdapter, PacsError
+from imaging_source.pacs.base import PART10_HEAD, PacsAdapter, PacsError, part10_uids
 from imaging_source.pacs.dicomweb import DicomWebAdapter, MultipartError, iter_multipart
 from imaging_source.pacs.dimse import DimseAdapter
+from imaging_source.pacs.folder import FolderAdapter
 from imaging_source.pacs.samples import SECONDARY_CAPTURE, SOP_CLASS_BY_MODALITY, make_study, store_files
 from tests.conftest import free_port
 from tests.orthanc import SCU_AET, OrthancInstance, OrthancPair, orthanc_pair  # noqa: F401 (fixture)
@@ -245,6 +246,38 @@ def test_retrieve_unknown_is_empty(kind: str, loaded: Loaded, tmp_path: Path) ->
         list(adapter.retrieve(loaded.study_uid["A"], tmp_path, sop_instance_uids=["../etc"]))
 
 
+@pytest.mark.parametrize("kind", [*RETRIEVE_KINDS, "folder"])
+def test_retrieve_listed_yields_what_each_series_holds(kind: str, loaded: Loaded, tmp_path: Path) -> None:
+    """retrieve_listed (RAD-69's fetch, no tree query first) yields exactly the listed instances that
+    are in the series they are listed under: not an unknown instance, not one of another series (a DIMSE
+    C-GET finds an instance by its own UID), nothing of an unknown series, no unlisted extra of a series
+    fetched whole."""
+    pacs = loaded.pair.b
+    by_series: dict[str, list[str]] = {}
+    for uid, ds in stored(loaded.files["B"]).items():
+        by_series.setdefault(ds.SeriesInstanceUID, []).append(uid)
+    (s1, m1), (s2, m2) = sorted((k, sorted(v)) for k, v in by_series.items())
+    source = loaded.files["B"][0].parent
+    adapter = FolderAdapter("folder", source) if kind == "folder" else make_adapter(kind, pacs, loaded.pair)
+    cases = [
+        # s1 listed whole, plus an unknown instance and one of s2: the whole series comes, nothing else
+        ({s1: [*m1, "1.2.3.4.5.6.7", m2[0]]}, set(m1)),
+        # most of s1 (fetched whole, its unlisted instance dropped); one instance of s2 (instance level)
+        ({s1: m1[:2], s2: [m2[1]]}, {*m1[:2], m2[1]}),
+        # instances listed under the wrong series, and under a series the study does not have
+        ({s2: [m1[0]], "1.2.3.4.9": [m2[2]]}, set()),
+    ]
+    for n, (wanted, expected) in enumerate(cases):
+        dest = tmp_path / str(n)
+        paths = list(adapter.retrieve_listed(loaded.study_uid["B"], wanted, dest))
+        if kind == "folder":  # copies of the folder's files
+            assert sorted(p.name for p in paths) == sorted(f"{u}.dcm" for u in expected)
+            assert all(p.read_bytes() == (source / p.name).read_bytes() for p in paths)
+        else:
+            check_retrieved(kind, pacs, paths, expected, dest)
+    assert list(adapter.retrieve_listed("1.2.3.4.5.6.7.8.9", {s1: m1}, tmp_path / "none")) == []
+
+
 def test_c_get_groups_sop_classes_over_associations(loaded: Loaded, tmp_path: Path) -> None:
     """With room for one SOP class per association (1 + 13 contexts), B's CT and SC instances come
     over two associations, still in their stored encoding."""
@@ -356,6 +389,17 @@ def _parts(events: list[tuple[str, object]]) -> list[tuple[dict, bytes]]:
         elif kind == "data":
             out[-1] = (out[-1][0], out[-1][1] + value)  # type: ignore[operator]
     return out
+
+
+@pytest.mark.parametrize("ts", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+def test_part10_uids_reads_the_file_meta(ts: str, tmp_path: Path) -> None:
+    for path in make_study("P", "H", out_dir=tmp_path, series=1, instances_per_series=2, transfer_syntax=ts):
+        data = path.read_bytes()
+        meta = pydicom.dcmread(path).file_meta
+        assert part10_uids(data) == (meta.MediaStorageSOPInstanceUID, meta.TransferSyntaxUID) == \
+            part10_uids(data[:PART10_HEAD])
+        assert part10_uids(data[:140]) is None  # cut inside the meta
+        assert part10_uids(data[128:]) is None  # no preamble: not Part 10
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 7, 64, 10_000])

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import uuid
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any, BinaryIO, Self
@@ -21,14 +21,24 @@ from typing import Any, BinaryIO, Self
 import httpx
 from pydicom.filereader import dcmread, read_file_meta_info
 
-from imaging_source.pacs.base import Instance, PacsError, Series, Study, check_uid, date_range, is_uid, sort_key
+from imaging_source.pacs.base import (
+    PART10_HEAD,
+    Instance,
+    PacsError,
+    Series,
+    Study,
+    check_uid,
+    date_range,
+    is_uid,
+    part10_uids,
+    sort_key,
+)
 
 __all__ = ["DicomWebAdapter", "MultipartError", "iter_multipart"]
 
 WADO_ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 QIDO_ACCEPT = "application/dicom+json"
 _PAGE = 1000  # QIDO-RS limit per request; the adapter pages with offset
-_CHUNK = 1 << 16
 
 # Tags (DICOM JSON keys) read from QIDO-RS answers.
 T = {
@@ -40,6 +50,7 @@ T = {
     "PatientBirthDate": "00100030", "PatientSex": "00100040", "BodyPartExamined": "00180015",
     "StudyInstanceUID": "0020000D", "SeriesInstanceUID": "0020000E", "SeriesNumber": "00200011",
     "InstanceNumber": "00200013", "NumberOfStudyRelatedInstances": "00201208",
+    "NumberOfSeriesRelatedInstances": "00201209",
 }
 # Optional attributes (PS3.18 10.6.1.2.3 lists the required ones) asked for with includefield.
 STUDY_FIELDS = ("IssuerOfPatientID", "InstitutionName", "StudyDescription", "NumberOfStudyRelatedInstances",
@@ -321,8 +332,8 @@ class DicomWebAdapter:
 
     def retrieve(self, study_instance_uid: str, dest_dir: Path, *, series_instance_uid: str | None = None,
                  sop_instance_uids: Sequence[str] | None = None) -> Iterator[Path]:
-        """WADO-RS the study, one series, or the listed instances (a series listed entirely in one request,
-        the others one request each) into ``dest_dir``.
+        """WADO-RS the study, one series, or the listed instances (see :meth:`retrieve_listed`) into
+        ``dest_dir``.
 
         Yields each ``dest_dir/<SOPInstanceUID>.dcm`` once complete; these are the stored objects as
         the origin server has them (``transfer-syntax=*``). Unknown study/series/instances yield nothing.
@@ -336,26 +347,42 @@ class DicomWebAdapter:
             path = f"/studies/{uid}" + (f"/series/{series_instance_uid}" if series_instance_uid else "")
             yield from self._wado(path, dest_dir)
             return
-        wanted = {check_uid(u, "SOPInstanceUID"): None for u in sop_instance_uids}
+        listed = {check_uid(u, "SOPInstanceUID") for u in sop_instance_uids}
+        if series_instance_uid:
+            yield from self.retrieve_listed(uid, {series_instance_uid: listed}, dest_dir)
+            return
         # WADO-RS addresses an instance under its series: find the series of each listed instance.
-        scope = f"/studies/{uid}" + (f"/series/{series_instance_uid}" if series_instance_uid else "")
-        where = {_text(m, "SOPInstanceUID"): series_instance_uid or _text(m, "SeriesInstanceUID")
-                 for m in self._qido(scope + "/instances", {"includefield": T["SeriesInstanceUID"]})}
-        members: dict[str, set[str]] = {}
-        for sop, suid in where.items():
-            members.setdefault(suid, set()).add(sop)
-        whole = {suid for suid, sops in members.items() if sops <= wanted.keys()}
-        # A series listed entirely comes in one request (one per instance costs a round trip each); an
-        # instance stored there since the query, not listed, is dropped.
-        for suid in sorted(whole):
-            for path in self._wado(f"/studies/{uid}/series/{suid}", dest_dir):
-                if path.stem in wanted:
-                    yield path
-                else:
-                    path.unlink(missing_ok=True)
-        for sop in wanted:
-            if sop in where and where[sop] not in whole:
-                yield from self._wado(f"/studies/{uid}/series/{where[sop]}/instances/{sop}", dest_dir)
+        by_series: dict[str, set[str]] = {}
+        for m in self._qido(f"/studies/{uid}/instances", {"includefield": T["SeriesInstanceUID"]}):
+            if (sop := _text(m, "SOPInstanceUID")) in listed:
+                by_series.setdefault(_text(m, "SeriesInstanceUID"), set()).add(sop)
+        yield from self.retrieve_listed(uid, by_series, dest_dir)
+
+    def retrieve_listed(self, study_instance_uid: str, wanted: Mapping[str, Collection[str]],
+                        dest_dir: Path) -> Iterator[Path]:
+        """One series-level QIDO-RS for the series sizes, then per listed series one series-level WADO-RS
+        when at least half of it is listed (the unlisted rest is dropped), else one WADO-RS per instance.
+        WADO-RS resolves the whole path, so what arrives is in the series and study it is listed under."""
+        uid = check_uid(study_instance_uid, "StudyInstanceUID")
+        listed = {check_uid(series, "SeriesInstanceUID"): {check_uid(u, "SOPInstanceUID") for u in uids}
+                  for series, uids in wanted.items()}
+        dest_dir = Path(dest_dir)
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        sizes = {_text(m, "SeriesInstanceUID"): _int(m, "NumberOfSeriesRelatedInstances")
+                 for m in self._qido(f"/studies/{uid}/series", {"includefield": T["NumberOfSeriesRelatedInstances"]})}
+        for series, sops in listed.items():
+            if series not in sizes or not sops:
+                continue
+            held = sizes[series]
+            if held is not None and held <= 2 * len(sops):
+                for path in self._wado(f"/studies/{uid}/series/{series}", dest_dir):
+                    if path.stem in sops:
+                        yield path
+                    else:
+                        path.unlink(missing_ok=True)
+            else:
+                for sop in sorted(sops):
+                    yield from self._wado(f"/studies/{uid}/series/{series}/instances/{sop}", dest_dir)
 
     def _wado(self, path: str, dest_dir: Path) -> Iterator[Path]:
         url = self.base_url + path
@@ -368,7 +395,7 @@ class DicomWebAdapter:
                     raise PacsError(f"WADO-RS {url} on PACS {self.name!r}: HTTP {r.status_code} {r.text[:200]!r}")
                 try:
                     boundary = _boundary(r.headers.get("content-type", ""))
-                    yield from _write_parts(iter_multipart(r.iter_bytes(_CHUNK), boundary), dest_dir)
+                    yield from _write_parts(iter_multipart(r.iter_bytes(), boundary), dest_dir)
                 except MultipartError as err:
                     raise PacsError(f"WADO-RS {url} on PACS {self.name!r}: bad multipart response: {err}") from err
         except httpx.HTTPError as err:
@@ -376,32 +403,40 @@ class DicomWebAdapter:
 
 
 def _write_parts(events: Iterator[tuple[str, Any]], dest_dir: Path) -> Iterator[Path]:
-    """Write each application/dicom part to a temp file, then rename it to ``<SOPInstanceUID>.dcm``."""
+    """Write each application/dicom part to a temp file, then rename it to ``<SOPInstanceUID>.dcm`` (read
+    from the part's first bytes, kept while they pass)."""
     out: BinaryIO | None = None
-    tmp = ""
+    tmp: Path | None = None
+    head = bytearray()
+    token = uuid.uuid4().hex  # temp names unique to this response (mkstemp costs ~0.2 ms a part)
     try:
-        for kind, value in events:
+        for n, (kind, value) in enumerate(events):
             if kind == "headers":
                 ctype = value.get("content-type", "application/dicom").split(";")[0].strip().lower()
                 if ctype != "application/dicom":
                     raise MultipartError(f"part of type {ctype!r}, expected application/dicom")
-                fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=".part-", suffix=".dcm")
-                out = os.fdopen(fd, "wb")
+                tmp = dest_dir / f".part-{token}-{n}.dcm"
+                out = open(tmp, "xb")  # noqa: SIM115 -- closed at the part's end or in the finally below
+                head.clear()
             elif kind == "data":
                 assert out is not None
                 out.write(value)
+                if len(head) < PART10_HEAD:
+                    head += value[:PART10_HEAD - len(head)]
             else:
-                assert out is not None
+                assert out is not None and tmp is not None
                 out.close()
                 out = None
-                path = dest_dir / f"{_sop_instance_uid(Path(tmp))}.dcm"
+                uids = part10_uids(bytes(head))
+                sop = uids[0] if uids is not None and is_uid(uids[0]) else _sop_instance_uid(tmp)
+                path = dest_dir / f"{sop}.dcm"
                 os.replace(tmp, path)
-                tmp = ""
+                tmp = None
                 yield path
     finally:
         if out is not None:
             out.close()
-        if tmp:
+        if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
 

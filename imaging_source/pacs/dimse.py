@@ -4,6 +4,15 @@ Queries use the Study Root Query/Retrieve Information Model (PS3.4 C.6.2): STUDY
 :meth:`DimseAdapter.find_studies`, then SERIES and IMAGE levels for the tree of :meth:`DimseAdapter.study`,
 all C-FINDs of one call on one association.
 
+A retrieve first asks, on one C-FIND association, only what it needs: the study's SOP Classes in Study
+(which storage contexts to propose), and for listed instances its series with their Number of Series
+Related Instances. A series with no more instances than are listed is fetched at SERIES level (an unlisted
+one that comes is not written). For the others an IMAGE-level C-FIND with the UID list says which listed
+instances the series holds: a C-GET may find an instance by its own UID whatever its series (Orthanc
+does). Each C-FIND costs ~50 ms on Orthanc, so that is two or three. The study's full tree (an IMAGE-level
+C-FIND per series, ~1 ms per instance on Orthanc) is read only when the PACS does not report SOP Classes
+in Study, when they need more than one association, or to find the series of instances listed without one.
+
 Retrieval runs the association in a worker thread. Each C-STORE sub-operation is written straight to a
 Part 10 file from the bytes as received (``event.encoded_dataset()``: the file meta says the negotiated
 transfer syntax, the data set is not decoded and re-encoded) and its path handed to the caller through a
@@ -26,10 +35,10 @@ import hashlib
 import logging
 import os
 import queue
+import socket
 import tempfile
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -82,16 +91,16 @@ STUDY_KEYS = (
     "InstitutionName", "ModalitiesInStudy", "NumberOfStudyRelatedInstances",
 )
 SERIES_KEYS = ("SeriesInstanceUID", "Modality", "BodyPartExamined", "SeriesNumber", "SeriesDescription")
+SERIES_COUNT_KEYS = ("SeriesInstanceUID", "NumberOfSeriesRelatedInstances")
 IMAGE_KEYS = ("SOPInstanceUID", "SOPClassUID", "InstanceNumber")
 
 # pynetdicom formats every request and response identifier for its log whether or not the log is on:
-# ~0.7 ms per C-FIND match, a fifth of a study query's time. The adapter reports its own errors.
+# ~0.7 ms per C-FIND match, a fifth of a study query's time. Its standard event handlers also build an
+# event for every PDU and DIMSE message (a 100 MiB C-GET is ~6,400 PDUs of 16 KiB) and log each C-STORE
+# at INFO: ~7 % of a retrieve. The adapter reports its own errors.
 _config.LOG_REQUEST_IDENTIFIERS = False
 _config.LOG_RESPONSE_IDENTIFIERS = False
-
-#: How long a study tree from :meth:`DimseAdapter.study` is reused by the retrieve that follows it.
-TREE_REUSE_SECONDS = 2.0
-_TREES_KEPT = 16
+_config.LOG_HANDLER_LEVEL = "none"
 
 # C-FIND/C-GET/C-MOVE status classes (PS3.4 C.4.1.1.4, C.4.2.1.5, C.4.3.1.4)
 _PENDING = (0xFF00, 0xFF01)
@@ -125,7 +134,7 @@ def _list(ds: Dataset, keyword: str) -> list[str]:
     return [str(v) for v in value]
 
 
-def _identifier(level: str, keys: Sequence[str], **match: str) -> Dataset:
+def _identifier(level: str, keys: Sequence[str], **match: str | Sequence[str]) -> Dataset:
     ds = Dataset()
     ds.QueryRetrieveLevel = level
     for k in keys:
@@ -180,6 +189,9 @@ class _Request:
     study: str
     series: str = ""
     sop_instances: Sequence[str] = ()
+    #: The SOP Instance UIDs to write of what this request brings (None: all): a series fetched whole
+    #: for some of its instances.
+    keep: frozenset[str] | None = None
 
     def dataset(self) -> Dataset:
         ds = Dataset()
@@ -191,6 +203,13 @@ class _Request:
             # UID list matching (PS3.4 C.4.2.2.1 / C.4.3.2.1): several instances of one series per request.
             ds.SOPInstanceUID = list(self.sop_instances)
         return ds
+
+
+@dataclass
+class _Plan:
+    """What a retrieve sends: per association, the SOP classes to negotiate (C-GET) and the identifiers."""
+
+    groups: list[tuple[list[str], list[_Request]]]
 
 
 _DONE = object()
@@ -236,11 +255,6 @@ class DimseAdapter:
         self.move_host = move_host
         self.max_contexts = max_contexts
         self._move_lock = threading.Lock()
-        # Recent study trees: RAD-69 checks a request against study() and then retrieves; the retrieve
-        # needs the same tree (SOP classes to negotiate, series of each instance), so it takes it from
-        # here instead of repeating the C-FINDs (a second or more for a large study).
-        self._trees: dict[str, tuple[float, Study]] = {}
-        self._trees_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"DimseAdapter({self.name!r}, {self.called_aet}@{self.host}:{self.port})"
@@ -269,6 +283,10 @@ class DimseAdapter:
 
         def on_open(event: Any) -> None:
             seen["open"] = True
+            # A DIMSE message goes out as several small PDUs (command, then data set): with Nagle's
+            # algorithm the second waits for the PACS's delayed ACK, ~40 ms per C-FIND or C-GET request.
+            with contextlib.suppress(OSError, AttributeError):
+                event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def on_acse(event: Any) -> None:
             prim = event.primitive
@@ -353,22 +371,7 @@ class DimseAdapter:
                     key=lambda i: sort_key(i.instance_number, i.sop_instance_uid))
                 study.series.append(series)
         study.series.sort(key=lambda s: sort_key(s.series_number, s.series_instance_uid))
-        with self._trees_lock:
-            self._trees[uid] = (time.monotonic(), study)
-            while len(self._trees) > _TREES_KEPT:
-                self._trees.pop(next(iter(self._trees)))
         return study
-
-    def _recent_tree(self, study_uid: str) -> Study | None:
-        """The tree :meth:`study` returned for this study, if it was read or last reused less than
-        :data:`TREE_REUSE_SECONDS` ago (a RAD-69 request retrieves series after series with one tree)."""
-        now = time.monotonic()
-        with self._trees_lock:
-            hit = self._trees.get(study_uid)
-            if hit is None or now - hit[0] > TREE_REUSE_SECONDS:
-                return None
-            self._trees[study_uid] = (now, hit[1])
-            return hit[1]
 
     # --- retrieve ---------------------------------------------------------------------------------
 
@@ -380,38 +383,50 @@ class DimseAdapter:
         simply not yielded (compare with what was asked). Closing the generator early aborts the
         association. Raises PacsError if the PACS cannot be reached or the retrieve fails.
         """
-        check_uid(study_instance_uid, "StudyInstanceUID")
+        uid = check_uid(study_instance_uid, "StudyInstanceUID")
         if series_instance_uid:
             check_uid(series_instance_uid, "SeriesInstanceUID")
-        wanted_uids = None
-        if sop_instance_uids is not None:
-            wanted_uids = {check_uid(u, "SOPInstanceUID") for u in sop_instance_uids}
+        if sop_instance_uids is None:
+            yield from self._retrieve(uid, {series_instance_uid: None} if series_instance_uid else None, dest_dir)
+            return
+        listed = {check_uid(u, "SOPInstanceUID") for u in sop_instance_uids}
+        if series_instance_uid:
+            yield from self._retrieve(uid, {series_instance_uid: sorted(listed)}, dest_dir)
+            return
+        # IMAGE level needs each instance's series (a unique key of the level above): the tree has it.
+        by_series: dict[str, list[str]] = {}
+        tree = self.study(uid)
+        for series, inst in tree.instances() if tree is not None else ():
+            if inst.sop_instance_uid in listed:
+                by_series.setdefault(series.series_instance_uid, []).append(inst.sop_instance_uid)
+        if by_series:
+            yield from self._retrieve(uid, by_series, dest_dir)
+
+    def retrieve_listed(self, study_instance_uid: str, wanted: Mapping[str, Collection[str]],
+                        dest_dir: Path) -> Iterator[Path]:
+        uid = check_uid(study_instance_uid, "StudyInstanceUID")
+        listed: dict[str, list[str] | None] = {
+            check_uid(series, "SeriesInstanceUID"): [check_uid(u, "SOPInstanceUID") for u in uids]
+            for series, uids in wanted.items()}
+        return self._retrieve(uid, listed, dest_dir)
+
+    def _retrieve(self, study_uid: str, wanted: Mapping[str, list[str] | None] | None,
+                  dest_dir: Path) -> Iterator[Path]:
+        """Fetch ``wanted`` (None: the whole study; series -> listed SOP Instance UIDs, None: the whole
+        series) in a worker thread, yielding each file as it is written."""
         dest_dir = Path(dest_dir)
         dest_dir.mkdir(parents=True, exist_ok=True)
-
-        # The tree tells which SOP classes to negotiate (C-GET) and which series each instance is in:
-        # the one the caller just checked its request against, else a fresh one.
-        tree = self._recent_tree(study_instance_uid) or self.study(study_instance_uid)
-        if tree is None:
+        plan = self._plan(study_uid, wanted)
+        if plan is None:
             return
-        picked = [(s, i) for s, i in tree.instances()
-                  if (not series_instance_uid or s.series_instance_uid == series_instance_uid)
-                  and (wanted_uids is None or i.sop_instance_uid in wanted_uids)]
-        if not picked:
-            return
-
         q: queue.Queue[Any] = queue.Queue()
         holder: list[Association] = []
         stop = threading.Event()
 
         def work() -> None:
             try:
-                if self.use_c_get:
-                    self._get(tree.study_instance_uid, picked, whole=wanted_uids is None,
-                              series=series_instance_uid, dest_dir=dest_dir, sink=q.put, holder=holder, stop=stop)
-                else:
-                    self._move(tree.study_instance_uid, picked, whole=wanted_uids is None,
-                               series=series_instance_uid, dest_dir=dest_dir, sink=q.put, holder=holder, stop=stop)
+                (self._get if self.use_c_get else self._move)(plan, dest_dir=dest_dir, sink=q.put, holder=holder,
+                                                              stop=stop)
             except BaseException as err:  # noqa: BLE001 -- re-raised in the consuming thread
                 q.put(err)
             finally:
@@ -437,26 +452,90 @@ class DimseAdapter:
                         # (pynetdicom only queues this marker when the *peer* aborts): wake it ourselves.
                         assoc.dimse.msg_queue.put((None, None))
             worker.join(self.timeout + 5)
-            self._recent_tree(study_instance_uid)  # still fresh for the caller's next series
 
-    def _requests(self, study_uid: str, picked: list[tuple[Series, Instance]], *, whole: bool,
-                  series: str | None, everything: bool) -> list[_Request]:
-        """STUDY or SERIES level when all of it is wanted (``everything``), else IMAGE level UID lists
-        per series."""
-        if everything and whole:
-            return [_Request("SERIES", study_uid, series)] if series else [_Request("STUDY", study_uid)]
-        by_series: dict[str, list[str]] = {}
-        for s, i in picked:
-            by_series.setdefault(s.series_instance_uid, []).append(i.sop_instance_uid)
-        out = []
-        for suid, uids in by_series.items():
-            for k in range(0, len(uids), _UID_LIST_CHUNK):
-                out.append(_Request("IMAGE", study_uid, suid, uids[k:k + _UID_LIST_CHUNK]))
-        return out
+    def _plan(self, study_uid: str, wanted: Mapping[str, list[str] | None] | None) -> _Plan | None:
+        """The C-GET/C-MOVE identifiers for ``wanted`` and the SOP classes to negotiate for them; None if
+        the PACS holds none of it."""
+        with self._association("C-FIND", [(FIND_MODEL, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])]) as a:
+            found = list(self._find(a, _identifier("STUDY", ("SOPClassesInStudy",), StudyInstanceUID=study_uid)))
+            if not found:
+                return None
+            classes = _list(found[0], "SOPClassesInStudy")
+            if wanted is None:
+                requests = [_Request("STUDY", study_uid)]
+            else:
+                counts = {_text(m, "SeriesInstanceUID"): _int(m, "NumberOfSeriesRelatedInstances")
+                          for m in list(self._find(a, _identifier("SERIES", SERIES_COUNT_KEYS,
+                                                                  StudyInstanceUID=study_uid)))}
+                requests = []
+                for series, uids in wanted.items():
+                    if series not in counts:
+                        continue
+                    held = counts[series]
+                    if uids is None or (held is not None and held <= len(set(uids))):
+                        requests.append(_Request("SERIES", study_uid, series,
+                                                 keep=None if uids is None else frozenset(uids)))
+                        continue
+                    # Which listed instances the series holds: the PACS matches the whole hierarchy in a
+                    # C-FIND, whereas a C-GET may find an instance by its own UID, whatever its series.
+                    members = []
+                    for k in range(0, len(uids), _UID_LIST_CHUNK):
+                        ident = _identifier("IMAGE", (), StudyInstanceUID=study_uid, SeriesInstanceUID=series,
+                                            SOPInstanceUID=uids[k:k + _UID_LIST_CHUNK])
+                        members += [_text(m, "SOPInstanceUID") for m in list(self._find(a, ident))]
+                    requests += [_Request("IMAGE", study_uid, series, members[k:k + _UID_LIST_CHUNK])
+                                 for k in range(0, len(members), _UID_LIST_CHUNK)]
+                if not requests:
+                    return None
+        if not self.use_c_get or 0 < len(classes) <= self._classes_per_association():
+            return _Plan([(sorted(classes), requests)])
+        return self._plan_from_tree(study_uid, requests)
 
-    def _store_handler(self, dest_dir: Path, sink: Callable[[Path], None],
-                       errors: list[BaseException]) -> Callable[[Any], int]:
+    def _classes_per_association(self) -> int:
+        return (self.max_contexts - 1) // len(GET_TRANSFER_SYNTAXES)
+
+    def _plan_from_tree(self, study_uid: str, requests: list[_Request]) -> _Plan | None:
+        """IMAGE-level identifiers grouped by SOP class, one group per association, from the study tree:
+        for a PACS that does not report SOP Classes in Study, or a study with more SOP classes than one
+        C-GET association can negotiate."""
+        tree = self.study(study_uid)
+        if tree is None:
+            return None
+        scope: dict[str, set[str] | None] = {}
+        for req in requests:
+            if req.level == "STUDY":
+                scope = {s.series_instance_uid: None for s in tree.series}
+            elif req.level == "SERIES":
+                scope[req.series] = None if req.keep is None else set(req.keep)
+            else:
+                scope.setdefault(req.series, set()).update(req.sop_instances)  # type: ignore[union-attr]
+        picked = []
+        for s, i in tree.instances():
+            listed = scope.get(s.series_instance_uid, set())
+            if listed is None or i.sop_instance_uid in listed:
+                picked.append((s, i))
+        classes = sorted({i.sop_class_uid for _, i in picked})
+        per_assoc = self._classes_per_association()
+        groups = []
+        for k in range(0, len(classes), per_assoc):
+            members = set(classes[k:k + per_assoc])
+            by_series: dict[str, list[str]] = {}
+            for s, i in picked:
+                if i.sop_class_uid in members:
+                    by_series.setdefault(s.series_instance_uid, []).append(i.sop_instance_uid)
+            groups.append((sorted(members), [_Request("IMAGE", study_uid, suid, uids[j:j + _UID_LIST_CHUNK])
+                                             for suid, uids in by_series.items()
+                                             for j in range(0, len(uids), _UID_LIST_CHUNK)]))
+        return _Plan(groups) if picked else None
+
+    def _store_handler(self, dest_dir: Path, sink: Callable[[Path], None], errors: list[BaseException],
+                       current: list[_Request]) -> Callable[[Any], int]:
+        """The C-STORE handler; ``current`` holds the request being served (its sub-operations come while
+        it is outstanding, one request at a time)."""
         def on_c_store(event: Any) -> int:
+            keep = current[0].keep if current else None
+            if keep is not None and str(event.request.AffectedSOPInstanceUID) not in keep:
+                return 0x0000  # an unlisted instance of a series fetched whole: not written
             try:
                 # Preamble + file meta (negotiated transfer syntax) + the data set bytes as received.
                 data = event.encoded_dataset(include_meta=True)
@@ -491,36 +570,30 @@ class DimseAdapter:
             raise PacsError(f"{what} on {self._where()} failed with status 0x{code:04X}"
                             f" ({failed} sub-operations failed)" + (f": {comment}" if comment else ""))
 
-    def _get(self, study_uid: str, picked: list[tuple[Series, Instance]], *, whole: bool, series: str | None,
-             dest_dir: Path, sink: Callable[[Path], None], holder: list[Association],
+    def _get(self, plan: _Plan, *, dest_dir: Path, sink: Callable[[Path], None], holder: list[Association],
              stop: threading.Event) -> None:
-        classes = sorted({i.sop_class_uid for _, i in picked})
-        per_assoc = (self.max_contexts - 1) // len(GET_TRANSFER_SYNTAXES)
-        groups = [classes[k:k + per_assoc] for k in range(0, len(classes), per_assoc)]
         errors: list[BaseException] = []
-        handler = self._store_handler(dest_dir, sink, errors)
-        for group in groups:
+        current: list[_Request] = []
+        handler = self._store_handler(dest_dir, sink, errors, current)
+        for classes, requests in plan.groups:
             if stop.is_set():
                 return
-            members = set(group)
-            part = [(s, i) for s, i in picked if i.sop_class_uid in members]
             contexts: list[tuple[str, Sequence[str]]] = [(GET_MODEL, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])]
             # One context per (SOP class, transfer syntax): the PACS then sends each file as stored.
-            contexts += [(c, [ts]) for c in group for ts in GET_TRANSFER_SYNTAXES]
-            roles = [build_role(c, scp_role=True) for c in group]
+            contexts += [(c, [ts]) for c in classes for ts in GET_TRANSFER_SYNTAXES]
+            roles = [build_role(c, scp_role=True) for c in classes]
             with self._association("C-GET", contexts, ext_neg=roles, handlers=[(evt.EVT_C_STORE, handler)],
                                    holder=holder) as assoc:
-                for req in self._requests(study_uid, part, whole=whole, series=series,
-                                          everything=len(groups) == 1):
+                for req in requests:
                     if stop.is_set():
                         return
+                    current[:] = [req]
                     self._check_retrieve("C-GET", assoc.send_c_get(req.dataset(), GET_MODEL))
         if errors:
             raise PacsError(f"C-GET from {self._where()}: could not write {len(errors)} file(s) to {dest_dir}: "
                             f"{errors[0]}")
 
-    def _move(self, study_uid: str, picked: list[tuple[Series, Instance]], *, whole: bool, series: str | None,
-              dest_dir: Path, sink: Callable[[Path], None], holder: list[Association],
+    def _move(self, plan: _Plan, *, dest_dir: Path, sink: Callable[[Path], None], holder: list[Association],
               stop: threading.Event) -> None:
         assert self.move_destination is not None
         move_aet, move_port = self.move_destination
@@ -532,9 +605,10 @@ class DimseAdapter:
         for cx in AllStoragePresentationContexts:
             scp.add_supported_context(str(cx.abstract_syntax), ALL_TRANSFER_SYNTAXES)
             known.add(str(cx.abstract_syntax))
-        for c in sorted({i.sop_class_uid for _, i in picked} - known):  # e.g. private SOP classes
+        for c in sorted({c for classes, _ in plan.groups for c in classes} - known):  # e.g. private SOP classes
             scp.add_supported_context(c, ALL_TRANSFER_SYNTAXES)
-        handler = self._store_handler(dest_dir, sink, errors)
+        current: list[_Request] = []
+        handler = self._store_handler(dest_dir, sink, errors, current)
         with self._move_lock:
             try:
                 server = scp.start_server((self.move_host, move_port), block=False,
@@ -545,9 +619,10 @@ class DimseAdapter:
             try:
                 with self._association("C-MOVE", [(MOVE_MODEL, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])],
                                        holder=holder) as assoc:
-                    for req in self._requests(study_uid, picked, whole=whole, series=series, everything=True):
+                    for req in (r for _, requests in plan.groups for r in requests):
                         if stop.is_set():
                             return
+                        current[:] = [req]
                         self._check_retrieve(f"C-MOVE to {move_aet}",
                                              assoc.send_c_move(req.dataset(), move_aet, MOVE_MODEL))
             finally:

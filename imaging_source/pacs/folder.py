@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import date
 from pathlib import Path
 
@@ -107,17 +107,24 @@ class FolderAdapter:
     def retrieve(self, study_instance_uid: str, dest_dir: Path, *, series_instance_uid: str | None = None,
                  sop_instance_uids: Sequence[str] | None = None) -> Iterator[Path]:
         wanted = set(sop_instance_uids) if sop_instance_uids is not None else None
+        return self._copy(dest_dir, lambda f: f["study"] == study_instance_uid
+                          and (series_instance_uid is None or f["series"] == series_instance_uid)
+                          and (wanted is None or f["sop"] in wanted))
+
+    def retrieve_listed(self, study_instance_uid: str, wanted: Mapping[str, Collection[str]],
+                        dest_dir: Path) -> Iterator[Path]:
+        listed = {series: set(uids) for series, uids in wanted.items()}
+        return self._copy(dest_dir, lambda f: f["study"] == study_instance_uid
+                          and f["sop"] in listed.get(f["series"], ()))
+
+    def _copy(self, dest_dir: Path, pick: Callable[[dict], bool]) -> Iterator[Path]:
+        """Copy the indexed files whose header facts ``pick`` accepts to ``dest_dir/<uid>.dcm``."""
         dest_dir.mkdir(parents=True, exist_ok=True)
         for path, f in self._scan():
-            if f["study"] != study_instance_uid:
-                continue
-            if series_instance_uid is not None and f["series"] != series_instance_uid:
-                continue
-            if wanted is not None and f["sop"] not in wanted:
-                continue
-            target = dest_dir / f"{f['sop']}.dcm"
-            shutil.copyfile(path, target)
-            yield target
+            if pick(f):
+                target = dest_dir / f"{f['sop']}.dcm"
+                shutil.copyfile(path, target)
+                yield target
 
 
 def _facts(path: Path) -> dict | None:
