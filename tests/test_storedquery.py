@@ -673,3 +673,19 @@ def test_database_failure_is_a_registry_error_not_a_crash(tmp_path) -> None:  # 
     assert answer.status == "Failure" and answer.names == []
     assert answer.codes == ["XDSRegistryError"]
     assert b"registry database error" in etree.tostring(answer.root)
+
+
+def test_postgresql_stores_xml_with_lz4(pg_url: str) -> None:
+    """Migration 0005: new stored XML is lz4-compressed on PostgreSQL (pglz made LeafClass answers slow)."""
+    from sqlalchemy import text
+
+    eng = make_engine(pg_url)
+    try:
+        with eng.begin() as c:
+            insert_objects(c, [doc("LZ", extra="<rim:Slot name='x'>%s</rim:Slot>" % ("padding " * 2000))])
+            method = c.execute(text("SELECT pg_column_compression(xml) FROM registry_object")).scalar_one()
+            compression = c.execute(text("SELECT attcompression FROM pg_attribute WHERE attname = 'xml' "
+                                         "AND attrelid = 'registry_object'::regclass")).scalar_one()
+    finally:
+        eng.dispose()
+    assert compression == "l" and method == "lz4"
