@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import sys
 import time
 import uuid
+from pathlib import Path
 
 from lxml import etree
 
@@ -241,15 +243,28 @@ def run(db_url: str, *, patients: int, seconds: float, connections: tuple[int, .
             for conns in connections:
                 log(f"  ITI-42 over HTTP: workers={workers}, {conns} connection(s), {seconds:.0f} s")
                 run_id = new_run()
+                cpu = -server_cpu_seconds(srv)
                 r = common.run_wrk(srv.url, wrk_script(srv.url, pids, run_id), connections=conns,
                                    threads=1 if conns < 4 else 2, duration=seconds, cpus=client_cpus)
+                cpu += server_cpu_seconds(srv)
                 r["accepted"] = count_accepted(db_url, run_id)
                 r["accepted_per_second"] = r["accepted"] / r["seconds"]
+                r["server_cpu_ms_per_submission"] = 1000 * cpu / max(r["accepted"], 1)
                 log(f"    {r['rps']:.0f} submissions/s ({r['accepted']} accepted = {r['accepted_per_second']:.0f}/s), "
-                    f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, errors {r['errors']}")
+                    f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, errors {r['errors']}, "
+                    f"server CPU {r['server_cpu_ms_per_submission']:.2f} ms per submission")
                 out["runs"].append(r)
         res["http"].append(out)
     return res
+
+
+def server_cpu_seconds(srv: common.Server) -> float:
+    """User + system CPU time of the registry's processes (uvicorn's and its workers'), from /proc."""
+    total = 0
+    for pid in srv.pids():
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def new_run() -> str:

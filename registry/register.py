@@ -4,14 +4,19 @@ Order of work:
 
 1. read the SubmitObjectsRequest into the model and run the message-only rules
    (:func:`xdsi.validate.submission.validate_register`);
-2. in one write transaction: registry-state rules (known patient, duplicates, referenced objects, document
-   lifecycle targets), then symbolic ids -> UUIDs, registry-set attributes (status, lid, version,
-   lastUpdateTime), lifecycle effects (deprecation by RPLC/XFRM_RPLC, folder membership of replacements) and
-   the inserts. Any error rolls the whole submission back: it is all or nothing.
+2. :func:`prepare` what needs no database: symbolic ids -> UUIDs, registry-set attributes (status, lid,
+   version, lastUpdateTime), the stored XML and the rows. This runs before the write transaction, so
+   concurrent requests (threads, ``--workers`` processes) do it in parallel and SQLite's single writer
+   holds its lock only for the database work;
+3. in one write transaction: registry-state rules (known patient, duplicates, referenced objects, document
+   lifecycle targets), lifecycle effects (deprecation by RPLC/XFRM_RPLC, folder membership of replacements)
+   and the inserts. Any error rolls the whole submission back: it is all or nothing.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -25,6 +30,7 @@ from registry.storage import schema as s
 from registry.storage.engine import write_transaction
 from registry.storage.patients import patient_is_known
 from xdsi.codes import CodeList
+from xdsi.db import DriverStatement
 from xdsi.ebxml.namespaces import RIM
 from xdsi.ebxml.tags import (
     T_ASSOC, T_CLASS, T_DESC, T_EO, T_EXTID, T_LIST, T_NAME, T_OBJREF, T_RP, T_SLOT, T_VALUE, T_VALUELIST, T_VERSION,
@@ -71,28 +77,75 @@ def register(engine: Engine, request: etree._Element, *, codes: CodeList | None 
     errors += _initial_versions_only(sub)
     if any(e.is_error for e in errors):
         return RegisterResult(errors, {})
+    assert sub.submission_set is not None  # validate_register guarantees exactly one
+    patient_id = sub.submission_set.patient_id
+    # Reconciliation holds the request as received, or relabels its patient: keep it as it is before prepare().
+    received = copy.deepcopy(request) if reconciliation is not None else None
+    ready = prepare(request, sub)
     try:
         with write_transaction(engine) as conn:
             _lock_unique_ids(conn, sub)
-            held = reconciliation.admit(conn, request, sub) if reconciliation is not None else None
-            if held is not None:  # kept in the reconciliation queue (committed), nothing registered yet
-                return RegisterResult(errors + [held], {})
-            assigned = store_submission(conn, request, sub)
+            if received is not None and not patient_is_known(conn, patient_id):
+                request = received
+                sub, _ = read_submission(request)
+                held = reconciliation.admit(conn, request, sub)
+                if held is not None:  # kept in the reconciliation queue (committed), nothing registered yet
+                    return RegisterResult(errors + [held], {})
+                ready = prepare(request, sub)
+            assigned = store_prepared(conn, ready)
     except XDSError as exc:
         return RegisterResult(exc.errors, {})
     return RegisterResult(errors, assigned)
 
 
-def store_submission(conn: Connection, request: etree._Element, sub: Submission) -> dict[str, str]:
-    """Registry-state rules, then ids, registry-set attributes, lifecycle effects and inserts, inside the
-    caller's write transaction. Raises XDSError; returns the UUIDs given to symbolic ids."""
-    state_errors, existing = _check_registry_state(conn, sub)
-    if state_errors:
-        raise XDSError(*state_errors)
+@dataclass
+class Prepared:
+    """A submission made ready to store (:func:`prepare`)."""
+
+    #: The model as submitted (the submitter's ids): input and error locations of the registry-state rules.
+    submitted: Submission
+    #: The model with UUIDs and registry-set attributes; ``rows`` are its objects' rows, in its order.
+    sub: Submission
+    rows: list[tuple[dict, list[tuple[str, str]]]]
+    #: UUIDs given to symbolic ids.
+    assigned: dict[str, str]
+    #: lastUpdateTime given to the submission's Folders.
+    now: str
+
+
+def prepare(request: etree._Element, sub: Submission) -> Prepared:
+    """Everything that needs no database: ids, registry-set attributes, stored XML and rows. Rewrites
+    ``request`` and ``sub``; nothing is stored until :func:`store_prepared`."""
+    submitted = Submission(copy.copy(sub.submission_set), [copy.copy(o) for o in sub.documents],
+                           [copy.copy(o) for o in sub.folders], [copy.copy(o) for o in sub.associations])
     assigned = _assign_uuids(request, sub)
     _fold_top_level(request, sub)
-    _store(conn, sub, existing)
-    return assigned
+    now = dtm_now()
+    for folder in sub.folders:
+        # lastUpdateTime is the registry's to set (ITI TF-3 4.2.3.4.5), whatever the submitter sent.
+        folder.last_update_time = now
+        _set_slot(folder.source, "lastUpdateTime", [now])
+    rows = []
+    for obj in sub.objects():
+        _set_registry_attributes(obj)
+        rows.append(store.row_for(obj, fragment(obj.source)))
+    return Prepared(submitted, sub, rows, assigned, now)
+
+
+def store_submission(conn: Connection, request: etree._Element, sub: Submission) -> dict[str, str]:
+    """:func:`prepare` and :func:`store_prepared` inside the caller's write transaction. Raises XDSError;
+    returns the UUIDs given to symbolic ids."""
+    return store_prepared(conn, prepare(request, sub))
+
+
+def store_prepared(conn: Connection, ready: Prepared) -> dict[str, str]:
+    """Registry-state rules, lifecycle effects and inserts, inside the caller's write transaction. Raises
+    XDSError; returns the UUIDs given to symbolic ids."""
+    state_errors, existing = _check_registry_state(conn, ready.submitted)
+    if state_errors:
+        raise XDSError(*state_errors)
+    _store(conn, ready, existing)
+    return ready.assigned
 
 
 def _initial_versions_only(sub: Submission) -> list[RegistryError]:
@@ -112,8 +165,11 @@ def _lock_unique_ids(conn: Connection, sub: Submission) -> None:
         return
     keys = sorted({o.unique_id for o in (*sub.documents, *sub.folders) if o.unique_id}
                   | ({sub.submission_set.unique_id} if sub.submission_set else set()))
-    for key in keys:
-        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": key})
+    if keys:  # one driver call, run in key order (psycopg pipelines it into one round trip)
+        _ADVISORY_LOCK.executemany(conn, [{"k": key} for key in keys])
+
+
+_ADVISORY_LOCK = DriverStatement(text("SELECT pg_advisory_xact_lock(hashtext(:k))"))
 
 
 # --- registry-state rules -------------------------------------------------------------------------------
@@ -155,11 +211,14 @@ def _check_registry_state(conn: Connection, sub: Submission, *,
     return errors, existing
 
 
-#: Built once (statement construction is a visible share of a registration's CPU).
-_BY_UNIQUE_ID = (select(s.registry_object.c.unique_id, s.registry_object.c.kind, s.registry_object.c.hash,
-                        s.registry_object.c.id)
-                 .where(s.registry_object.c.unique_id.in_(bindparam("uids", expanding=True)),
-                        s.registry_object.c.kind != s.ASSOCIATION))
+@functools.lru_cache(maxsize=32)
+def _by_unique_ids(count: int) -> DriverStatement:
+    """Objects (not Associations) having one of ``count`` uniqueIds ``u0``...: compiled once per count
+    (statement construction is a visible share of a registration's CPU)."""
+    ro = s.registry_object
+    return DriverStatement(select(ro.c.unique_id, ro.c.kind, ro.c.hash, ro.c.id)
+                           .where(ro.c.unique_id.in_([bindparam(f"u{i}") for i in range(count)]),
+                                  ro.c.kind != s.ASSOCIATION))
 
 
 def _check_unique_ids(conn: Connection, sub: Submission) -> list[RegistryError]:
@@ -167,7 +226,7 @@ def _check_unique_ids(conn: Connection, sub: Submission) -> list[RegistryError]:
     wanted = {o.unique_id: o for o in [sub.submission_set, *sub.documents, *sub.folders] if o and o.unique_id}
     if not wanted:
         return errors
-    rows = conn.execute(_BY_UNIQUE_ID, {"uids": list(wanted)})
+    rows = _by_unique_ids(len(wanted)).execute(conn, {f"u{i}": uid for i, uid in enumerate(wanted)})
     for uid, kind, hash_, rid in rows:
         obj = wanted[uid]
         name = type(obj).__name__
@@ -251,7 +310,7 @@ def _assign_uuids(request: etree._Element, sub: Submission) -> dict[str, str]:
     """Replace every symbolic id (not ``urn:uuid:``) in the request by a new UUID, everywhere it is referenced,
     and give id-less Classifications/ExternalIdentifiers one. Updates the model objects too."""
     mapping: dict[str, str] = {}
-    elements = [el for el in request.iter() if el.tag in _RIM_OBJECTS]
+    elements = list(request.iter(*_RIM_OBJECTS))
     for el in elements:
         ident = el.get("id")
         if ident is None or ident == "":
@@ -345,15 +404,11 @@ def _set_slot(el: etree._Element, name: str, values: Iterable[str]) -> None:
 # --- storing --------------------------------------------------------------------------------------------
 
 
-def _store(conn: Connection, sub: Submission, existing: dict) -> None:
-    now = dtm_now()
+def _store(conn: Connection, ready: Prepared, existing: dict) -> None:
+    sub = ready.sub
     folders_touched: set[str] = set()
     generated: list[Association] = []
     in_message = sub.by_id()
-    for folder in sub.folders:
-        # lastUpdateTime is the registry's to set (ITI TF-3 4.2.3.4.5), whatever the submitter sent.
-        folder.last_update_time = now
-        _set_slot(folder.source, "lastUpdateTime", [now])
     for a in sub.associations:
         if a.association_type == v.HAS_MEMBER and a.source_object in existing \
                 and existing[a.source_object].kind == s.FOLDER:
@@ -366,15 +421,10 @@ def _store(conn: Connection, sub: Submission, existing: dict) -> None:
                 generated.append(_has_member(folder_id, a.source_object))
                 if folder_id not in in_message:
                     folders_touched.add(folder_id)
-    rows = []
-    for obj in sub.objects():
-        _set_registry_attributes(obj)
-        rows.append(store.row_for(obj, fragment(obj.source)))
-    for assoc in generated:
-        rows.append(store.row_for(assoc, fragment(assoc.source)))
+    rows = ready.rows + [store.row_for(assoc, fragment(assoc.source)) for assoc in generated]
     store.insert_objects(conn, rows)
     for folder_id in folders_touched:
-        _touch_folder(conn, folder_id, now)
+        _touch_folder(conn, folder_id, ready.now)
 
 
 def _folders_of(conn: Connection, doc_id: str) -> list[str]:

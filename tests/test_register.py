@@ -7,10 +7,12 @@ import threading
 import pytest
 from lxml import etree
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from registry.register import register, reread
 from registry.storage import schema as s
-from registry.storage.engine import make_engine
+from registry.storage.engine import make_engine, write_transaction
+from registry.storage.objects import insert_objects
 from registry.storage.patients import PatientStore
 from xdsi import samples
 from xdsi.metadata import vocabulary as v
@@ -85,6 +87,31 @@ def test_duplicate_unique_id_in_registry(engine):
     res = register(engine, write_submission(again))
     assert [e.code for e in res.errors] == [E.XDSNonIdenticalHash]
     assert count(engine, "DE") == 1
+
+
+def test_state_errors_name_the_submitted_ids(engine):
+    """UUIDs are assigned before the write transaction; the registry-state errors still name the ids the
+    submitter sent."""
+    sub = samples.imaging_study_submission(PID)
+    assert register(engine, write_submission(sub)).ok
+    again = samples.imaging_study_submission(PID)
+    again.documents[0].unique_id = sub.documents[0].unique_id
+    again.documents[0].hash, again.documents[0].size = sub.documents[0].hash, sub.documents[0].size
+    res = register(engine, write_submission(again))
+    assert [(e.code, e.location) for e in res.errors] == [(E.XDSDuplicateUniqueIdInRegistry, "Document01")]
+    assert res.errors[0].message.startswith("DocumentEntry Document01: uniqueId ")
+
+
+def test_insert_of_a_registered_entry_uuid_raises_integrity_error(engine):
+    """insert_objects runs on the driver, but a refused row still raises SQLAlchemy's IntegrityError
+    (what ITI-57 catches) and rolls the transaction back."""
+    res = register(engine, write_submission(samples.imaging_study_submission(PID)))
+    row = stored(engine, res.assigned["Document01"])
+    before = count(engine)
+    dup = {"id": row.id, "lid": "urn:uuid:" + "0" * 32, "version": 1, "kind": "DE", "status": "A", "xml": row.xml}
+    with pytest.raises(IntegrityError), write_transaction(engine) as conn:
+        insert_objects(conn, [({**dup, "id": "urn:uuid:" + "1" * 32}, [(s.EVENT_CODE, "X^^Y")]), (dup, [])])
+    assert count(engine) == before
 
 
 def test_all_or_nothing_when_one_document_is_bad(engine):

@@ -10,11 +10,13 @@ import fcntl
 import os
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Dialect, Engine, Executable, create_engine, event
+from sqlalchemy.exc import DBAPIError
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
@@ -81,15 +83,77 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
             yield conn
         return
     lock, fd = _writer_locks(engine)
-    with lock:
+    # The pool's checkout and check-in (a reset ROLLBACK) happen outside the flock, while another worker
+    # process may write; inside the threading lock, so waiting writers hold no pooled connection.
+    with lock, engine.connect().execution_options(xdsi_write=True) as conn:
         if fd is not None:
             fcntl.flock(fd, fcntl.LOCK_EX)  # blocks without the GIL; released below, after COMMIT
         try:
-            with engine.connect().execution_options(xdsi_write=True) as conn, conn.begin():
+            with conn.begin():
                 yield conn
         finally:
             if fd is not None:
                 fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+class DriverStatement:
+    """A Core statement compiled once per dialect and run on the connection's DBAPI cursor.
+
+    For the few statements of a hot path (ITI-42's checks and inserts, inside SQLite's single-writer
+    lock): ``Connection.execute`` spends ~50-250 us per statement on its execution context, parameter
+    processing and result wrapping; the driver call itself takes ~5 us on SQLite. Parameters are passed
+    as the driver takes them: the columns' types must need no bind processing (strings, integers,
+    booleans). Driver errors are raised as SQLAlchemy's (``IntegrityError``...), as ``execute`` would.
+    """
+
+    def __init__(self, stmt: Executable, column_keys: Sequence[str] | None = None) -> None:
+        self.stmt = stmt
+        self.column_keys = list(column_keys) if column_keys is not None else None
+        self._compiled: dict[tuple[str, str], tuple[str, tuple[str, ...] | None, dict[str, Any]]] = {}
+
+    def _for(self, dialect: Dialect) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
+        """SQL text; for positional paramstyles, the parameter names in order; the values of the
+        statement's literal parameters (``kind != 'AS'``)."""
+        key = (dialect.name, dialect.driver)  # the paramstyle is the driver's
+        got = self._compiled.get(key)
+        if got is None:
+            # for_executemany: no RETURNING of the primary key, which nobody reads here.
+            compiled = self.stmt.compile(dialect=dialect, column_keys=self.column_keys, for_executemany=True)
+            literals = {k: val for k, val in compiled.params.items() if not compiled.binds[k].required}
+            got = self._compiled[key] = (
+                compiled.string, tuple(compiled.positiontup or ()) if compiled.positional else None, literals)
+        return got
+
+    @staticmethod
+    def _args(order: tuple[str, ...] | None, literals: dict[str, Any], params: Mapping[str, Any]) -> Any:
+        if literals:
+            params = {**literals, **params}
+        return tuple(params[k] for k in order) if order is not None else params
+
+    def execute(self, conn: Connection, params: Mapping[str, Any]) -> list[tuple]:
+        """Run once; the result rows (empty for a statement without any)."""
+        sql, order, literals = self._for(conn.dialect)
+        args = self._args(order, literals, params)
+        cur = conn.connection.cursor()
+        try:
+            cur.execute(sql, args)
+            return cur.fetchall() if cur.description is not None else []
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(sql, args, exc, conn.dialect.loaded_dbapi.Error) from exc
+        finally:
+            cur.close()
+
+    def executemany(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run once per parameter set, in one driver call (psycopg pipelines it into one round trip)."""
+        sql, order, literals = self._for(conn.dialect)
+        args = [self._args(order, literals, r) for r in rows]
+        cur = conn.connection.cursor()
+        try:
+            cur.executemany(sql, args)
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(sql, args, exc, conn.dialect.loaded_dbapi.Error) from exc
+        finally:
+            cur.close()
 
 
 def upgrade(engine: Engine, script_location: Path) -> None:

@@ -9,6 +9,7 @@ from xml.sax.saxutils import quoteattr
 from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
 
 from registry.storage import schema as s
+from xdsi.db import DriverStatement
 
 
 def _now() -> str:
@@ -56,11 +57,12 @@ class PatientStore:
 
 def patient_is_known(conn: Connection, patient_id: str) -> bool:
     """True if ``patient_id`` was fed and has not been merged into another id."""
-    row = conn.execute(_MERGED_INTO, {"pid": patient_id}).first()
-    return row is not None and row[0] is None
+    rows = _MERGED_INTO.execute(conn, {"pid": patient_id})
+    return bool(rows) and rows[0][0] is None
 
 
-_MERGED_INTO = select(s.patient.c.merged_into).where(s.patient.c.patient_id == bindparam("pid"))
+#: On the driver: every ITI-42 runs it inside the write transaction.
+_MERGED_INTO = DriverStatement(select(s.patient.c.merged_into).where(s.patient.c.patient_id == bindparam("pid")))
 
 
 def _upsert(conn: Connection, patient_id: str, demographics: dict | None) -> None:
