@@ -3,7 +3,10 @@
 Why not SQLAlchemy Core here: an ITI-18 FindDocuments answer is 50 stored XML rows that the database reads in
 ~0.2 ms, while building the Core expression, its cache key and running it through the execution context cost
 ~0.7 ms more (profiled at 1M entries). The stored queries are a fixed, small set of predicates over one table
-and its side table, so they are written as SQL text once here and run on the DBAPI cursor directly.
+and its side table, so they are written as SQL text here and run on the DBAPI cursor directly. (The static
+statements of other hot paths, such as ITI-42's inserts, are Core statements compiled once:
+:class:`xdsi.db.DriverStatement`. A stored query's shape changes with every request's parameters, so it has
+nothing to compile once.)
 
 Placeholders are ``?`` (sqlite3's qmark style); :func:`for_driver` turns them into ``%s`` for psycopg. No SQL
 text built here contains a literal ``?`` or ``%``: every value, patterns included, is a parameter.
