@@ -51,7 +51,7 @@ def _write(el: etree._Element, out: list[str]) -> None:
     out.append("<%s%s%s" % (name, "".join(nsdecls), attrs))
     text = el.text
     children = len(el)
-    if children and text is not None and not text.strip():
+    if children and text is not None and not text.strip(_XML_SPACE):
         text = None  # indentation between child elements carries nothing
     if text or children:
         out.append(">")
@@ -62,31 +62,52 @@ def _write(el: etree._Element, out: list[str]) -> None:
         out.append("</%s>" % name)
     else:
         out.append("/>")
-    if el.tail and el.tail.strip():
+    if el.tail and el.tail.strip(_XML_SPACE):
         out.append(escape(el.tail))
 
 
-_NS_DECL = re.compile(r'\s+xmlns(?::[\w.-]+)?="[^"]*"')
-_BETWEEN_TAGS = re.compile(r">\s+<")
+_BETWEEN_TAGS = re.compile(r">[ \t\r\n]+<")
+#: Whitespace as XML defines it (what :func:`_write` drops between elements).
+_XML_SPACE = " \t\r\n"
+#: Namespace declarations of the fragment's root as lxml writes them: every one in scope, used or not.
+_DECL = re.compile(r'\sxmlns(?::([\w.-]+))?="([^"]*)"')
+#: What :func:`_write` would write differently from lxml, in the fragment's text without its root's
+#: declarations: a tag with a prefix other than ``rim``, a prefixed attribute other than ``xml:`` (lxml puts
+#: one space before each attribute); also a redeclaration, a comment or a processing instruction (see
+#: :func:`_fast_fragment`). A false alarm, such as a value containing "xmlns", only costs the slow path.
+#: Separate searches: one regex with the alternatives is several times slower.
+_OTHER_PREFIX_TAG = re.compile(r"<(?!rim:)[\w.-]+:")
+_PREFIXED_ATTRIBUTE = re.compile(r' (?!xml:)[\w.-]+:[\w.-]+="')
+_UNPREFIXED_TAG = re.compile(r"<(?![\w.-]+:)[\w.-]+[\s/>]")
+#: Whitespace before an end tag: indentation when it follows another end tag or an empty-element tag, a leaf's
+#: whitespace-only text when it follows a start tag.
+_SPACE_BEFORE_END_TAG = re.compile(r">[ \t\r\n]+</")
 
 
 def _fast_fragment(el: etree._Element) -> str | None:
     """lxml's C serializer, when every element and attribute of ``el`` is either rim-prefixed or
     un-namespaced (what nearly all submitters send): then dropping the root's namespace declarations and
-    the indentation between tags gives exactly :func:`_write`'s output, five times faster."""
-    for node in el.iter():
-        tag = node.tag
-        if not isinstance(tag, str) or (tag[0] == "{" and (node.prefix != "rim" or not tag.startswith(_RIM_PREFIX))):
-            return None
-        for name in node.attrib:
-            if name[0] == "{":
-                return None
-        if node.text is not None and len(node) == 0 and node.text != node.text.strip() and not node.text.strip():
-            return None  # whitespace-only leaf text is kept by _write; let it handle the rare case
+    the indentation between tags gives exactly :func:`_write`'s output, several times faster.
+
+    The conditions are checked on the serialized text: a walk over the tree through lxml's Python proxies
+    cost more than the serialization itself (~4 us per element, ~0.5 ms per ITI-42 submission).
+    """
     text = etree.tostring(el, encoding="unicode", with_tail=False)
     end = text.index(">")
-    head = _NS_DECL.sub("", text[:end])
-    return _BETWEEN_TAGS.sub("><", head + text[end:])
+    decls = dict(_DECL.findall(text[:end]))
+    if decls.get("rim", RIM) != RIM:
+        return None
+    body = _DECL.sub("", text[:end]) + text[end:]
+    if "xmlns" in body or "<!--" in body or "<?" in body:
+        return None
+    if _OTHER_PREFIX_TAG.search(body) or _PREFIXED_ATTRIBUTE.search(body):
+        return None
+    if decls.get("") and _UNPREFIXED_TAG.search(body):  # unprefixed elements in a default namespace
+        return None
+    for space in _SPACE_BEFORE_END_TAG.finditer(body):
+        if body[space.start() - 1] != "/" and body[body.rfind("<", 0, space.start()) + 1] != "/":
+            return None  # a leaf with whitespace-only text, which _write keeps
+    return _BETWEEN_TAGS.sub("><", body)
 
 
 def fragment(el: etree._Element) -> str:
