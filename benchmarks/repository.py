@@ -697,12 +697,13 @@ def run_load(domain: Domain, *, seconds: float, workers: int, rate: float | None
 PROFILE_CATEGORIES = {
     "repository": ("provide_and_register (repository/provide.py", {
         "ITI-42 to the registry (waiting for its answer)": ("RegistryClient.register",),
-        "waiting for the SQLite writer lock (xdsi.db.write_transaction)": ("leaf:write_transaction (xdsi/db.py",
-                                                                            "_sqlite_begin"),
+        "waiting for the SQLite writer lock (xdsi.db.write_transaction, or the ledger's group commit)": (
+            "leaf:write_transaction (xdsi/db.py", "_sqlite_begin", "leaf:GroupCommit.run (repository/ledger.py"),
         "metadata: read + validate": ("read_submission", "validate_register"),
         "store: put_file (fsync file + directories, rename)": ("FileStore.put_file",),
-        "ledger: SQLite transactions (pending, registered)": ("(repository/ledger.py", "Engine.begin",
-                                                               "TransactionalContext.__exit__"),
+        "ledger: SQLite transactions (pending, registered)": (
+            "lookup (repository/ledger.py", "record_pending (repository/ledger.py", "mark_registered (repository/ledger.py",
+            "drop_submission (repository/ledger.py", "TransactionalContext.__exit__"),
         "set hash/size/repositoryUniqueId slots": ("_set_slot",),
     }),
     "registry": ("register (registry/register.py", {

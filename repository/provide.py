@@ -30,11 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lxml import etree
+from sqlalchemy import Connection
 
 from repository import kos, ledger
 from repository.recovery import forget_documents
 from repository.registry_client import RegistryUnavailable
-from xdsi.db import write_transaction
 from xdsi.ebxml.namespaces import XDSB, q
 from xdsi.ebxml.response import registry_response
 from xdsi.ebxml.tags import T_SLOT, T_SUBMIT, T_VALUE, T_VALUELIST
@@ -176,34 +176,42 @@ def _set_slot(el: etree._Element, name: str, value: str) -> None:
 def _store_and_register(repo, request: etree._Element, entries: dict[str, DocumentEntry],  # type: ignore[no-untyped-def]
                         contents: dict[str, Content]) -> list[RegistryError]:
     by_uid = {de.unique_id: (de, contents[ident]) for ident, de in entries.items()}
-    with repo.engine.connect() as conn:
-        held = ledger.lookup(conn, by_uid)
-    if held:
+    # The pending rows go first: from their commit on, the orphan sweep will not delete this content
+    # (see recovery.sweep_orphans), even when put_file finds it already stored and only deduplicates.
+    submission_id = str(uuid.uuid4())
+    docs = [ledger.Held(uid, content.sha1, content.size, de.mime_type, ledger.PENDING)
+            for uid, (de, content) in by_uid.items()]
+    request_xml = etree.tostring(request, encoding="unicode")
+
+    def record_unless_held(conn: Connection) -> dict[str, ledger.Held]:
+        held = ledger.lookup(conn, by_uid)  # the retry check and the insert, in one transaction
+        if not held:
+            ledger.record_pending(conn, submission_id, docs, request_xml)
+        return held
+
+    held = repo.ledger_writes.run(record_unless_held)
+    if held:  # a retry: settled outside the write transaction, since it may ask the registry
         answer = _retried(repo, by_uid, held)
         if answer is not None:
             return answer
-
-    # The pending rows go first: from their commit on, the orphan sweep will not delete this content
-    # (see recovery.sweep_orphans), even when put_file finds it already stored and only deduplicates.
-    docs = [ledger.Held(uid, content.sha1, content.size, de.mime_type, ledger.PENDING)
-            for uid, (de, content) in by_uid.items()]
-    with write_transaction(repo.engine) as conn:
-        ledger.record_pending(conn, str(uuid.uuid4()), docs, etree.tostring(request, encoding="unicode"))
+        repo.ledger_writes.run(lambda conn: ledger.record_pending(conn, submission_id, docs, request_xml))
     repo.crash_point("after_pending")
     for _uid, (_de, content) in by_uid.items():
         repo.store.put_file(content.path, content.sha1, content.size)
     repo.crash_point("after_store")
 
     try:
-        response = repo.registry.register(request)
+        response = repo.registry.register(request_xml)
     except RegistryUnavailable as exc:
         _undo(repo, list(by_uid))
         return [RegistryError(E.XDSRegistryNotAvailable, f"the registry could not be reached: {exc}")]
     repo.crash_point("after_register")
     if response.ok:
-        with write_transaction(repo.engine) as conn:
+        def settle(conn: Connection) -> None:
             ledger.mark_registered(conn, by_uid)
-            ledger.drop_settled_submissions(conn)
+            ledger.drop_submission(conn, submission_id)
+
+        repo.ledger_writes.run(settle)
         return response.errors  # warnings, if any
     _undo(repo, list(by_uid))
     return response.errors
@@ -227,7 +235,6 @@ def _retried(repo, by_uid: dict, held: dict[str, ledger.Held]) -> list[RegistryE
     if held.keys() == by_uid.keys():
         registered = repo.registry.registered(list(by_uid))
         if registered == set(by_uid):
-            with repo.engine.begin() as conn:
-                ledger.mark_registered(conn, by_uid)
+            repo.ledger_writes.run(lambda conn: ledger.mark_registered(conn, by_uid))
             return []
     return None

@@ -13,8 +13,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from lxml import etree
-
 from repository import ledger
 from repository.registry_client import RegistryUnavailable
 from xdsi.db import write_transaction
@@ -68,7 +66,7 @@ def _finish(repo, submission_id: str, docs: list[ledger.Held]) -> set[str]:  # t
         request = ledger.submission_request(conn, submission_id)
     if request is None:  # recorded before requests were kept: ask the registry what it has
         return repo.registry.registered(uids)
-    answer = repo.registry.register(etree.fromstring(request))
+    answer = repo.registry.register(request)
     if answer.ok:  # registered now, or held for reconciliation (Success with a warning)
         return uids
     if all(e.code == E.XDSDuplicateUniqueIdInRegistry for e in answer.errors if e.is_error):
@@ -101,6 +99,8 @@ def recover(repo, *, grace_seconds: float) -> RecoveryReport:  # type: ignore[no
         forget_documents(repo, [u for u in uids if u not in registered])
         report.registered += len(registered)
         report.forgotten += len(uids) - len(registered)
+    with write_transaction(repo.engine) as conn:  # requests of settled submissions, and of taken-over ones
+        ledger.drop_settled_submissions(conn)
     report.orphans_deleted = sweep_orphans(repo, grace_seconds)
     if report.registered or report.forgotten or report.orphans_deleted:
         log.info("recovery: %s", report)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import http.client
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import httpx
 from lxml import etree
 
 from xdsi.ebxml.namespaces import RIM, RS, q
 from xdsi.ebxml.query import adhoc_query, value_list
 from xdsi.metadata import vocabulary as v
-from xdsi.soap.client import SoapCallError, call
+from xdsi.soap.client import SoapCallError, SoapClient
 from xdsi.validate.errors import RegistryError
 
 ITI42 = "urn:ihe:iti:2007:RegisterDocumentSet-b"
@@ -20,6 +20,9 @@ ITI18 = "urn:ihe:iti:2007:RegistryStoredQuery"
 
 class RegistryUnavailable(RuntimeError):
     """The registry did not answer with a SOAP response (down, timeout, fault)."""
+
+
+_UNAVAILABLE = (OSError, http.client.HTTPException, SoapCallError, etree.XMLSyntaxError)
 
 
 @dataclass
@@ -41,17 +44,18 @@ def parse_registry_response(el: etree._Element) -> RegistryAnswer:
 
 
 class RegistryClient:
-    """Talks to one Document Registry over SOAP 1.2 (one pooled HTTP client, thread-safe)."""
+    """Talks to one Document Registry over SOAP 1.2 (kept-alive connections, thread-safe)."""
 
     def __init__(self, url: str, *, timeout: float = 60) -> None:
         self.url = url
-        self.http = httpx.Client(timeout=timeout, trust_env=False)
+        self.soap = SoapClient(url, timeout=timeout)
 
-    def register(self, submit_objects_request: etree._Element) -> RegistryAnswer:
-        """ITI-42. Raises RegistryUnavailable when no RegistryResponse comes back."""
+    def register(self, submit_objects_request: str) -> RegistryAnswer:
+        """ITI-42 of the serialized lcm:SubmitObjectsRequest (as the ledger keeps it). Raises
+        RegistryUnavailable when no RegistryResponse comes back."""
         try:
-            return parse_registry_response(call(self.url, ITI42, submit_objects_request, client=self.http))
-        except (httpx.HTTPError, SoapCallError, etree.XMLSyntaxError) as exc:
+            return parse_registry_response(self.soap.call(ITI42, submit_objects_request.encode()))
+        except _UNAVAILABLE as exc:
             raise RegistryUnavailable(str(exc)) from exc
 
     def registered(self, unique_ids: Iterable[str]) -> set[str]:
@@ -62,8 +66,8 @@ class RegistryClient:
             query = adhoc_query(v.SQ_GET_DOCUMENTS, {"$XDSDocumentEntryUniqueId": value_list([uid])},
                                 return_type="ObjectRef")
             try:
-                resp = call(self.url, ITI18, query, client=self.http)
-            except (httpx.HTTPError, SoapCallError, etree.XMLSyntaxError) as exc:
+                resp = self.soap.call(ITI18, query)
+            except _UNAVAILABLE as exc:
                 raise RegistryUnavailable(str(exc)) from exc
             if not resp.get("status", "").endswith(":Success"):
                 raise RegistryUnavailable(f"GetDocuments for {uid} failed: {resp.get('status')}")
@@ -72,4 +76,4 @@ class RegistryClient:
         return known
 
     def close(self) -> None:
-        self.http.close()
+        self.soap.close()
