@@ -12,7 +12,6 @@ ITI-43/RAD-69 response of hundreds of MB goes out in constant memory.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
@@ -21,9 +20,7 @@ import re
 import shutil
 import tempfile
 import uuid
-from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Union
@@ -58,10 +55,6 @@ _MAX_PREAMBLE = 64 * 1024
 _MAX_HEADER_BLOCK = 16 * 1024
 _MAX_BOUNDARY = 200
 _CHUNK = 1 << 20
-#: Attachment bytes hashed and spooled on the event loop before a part gets its own writer thread.
-_INLINE_SPOOL_BYTES = 1 << 20
-#: Chunks a part's writer thread may have queued before the reader waits for it.
-_SPOOL_QUEUE_DEPTH = 8
 
 
 class MultipartError(ValueError):
@@ -209,15 +202,6 @@ class _Budget:
 
 
 class _FileSink:
-    """An attachment spooled to a file, with its SHA-1 and size computed on the way.
-
-    The first :data:`_INLINE_SPOOL_BYTES` are hashed and written on the caller's thread (the event loop), which
-    is cheapest for the small parts of ordinary submissions. Beyond that, hashing and writing move to one
-    thread of the part's own: both release the GIL, so on a multi-core host a 600 MB ITI-41 is received on the
-    loop while the previous chunks are hashed and written. At most :data:`_SPOOL_QUEUE_DEPTH` chunks wait for
-    that thread (:meth:`drain` is the back-pressure), so memory stays bounded.
-    """
-
     def __init__(self, content_id: str, content_type: str, spool_dir: str | None, budget: _Budget) -> None:
         fd, name = tempfile.mkstemp(prefix="xdsi-mtom-", suffix=".part", dir=spool_dir)
         self.path = Path(name)
@@ -227,48 +211,17 @@ class _FileSink:
         self.content_id = content_id
         self.content_type = content_type
         self.budget = budget
-        self.writer: ThreadPoolExecutor | None = None
-        self.pending: deque[Future[None]] = deque()
 
-    def write(self, data: bytes | memoryview) -> None:
+    def write(self, data: bytes) -> None:
         self.budget.spend(len(data))
-        self.size += len(data)
-        if self.writer is None and self.size <= _INLINE_SPOOL_BYTES:
-            self._spool(data)
-            return
-        if self.writer is None:
-            self.writer = ThreadPoolExecutor(1, thread_name_prefix="xdsi-spool")
-        # A copy: ``data`` may be a view of the reader's buffer, which changes once this call returns.
-        self.pending.append(self.writer.submit(self._spool, bytes(data)))
-
-    def _spool(self, data: bytes | memoryview) -> None:
         self.sha1.update(data)
+        self.size += len(data)
         self.fh.write(data)
 
-    async def drain(self) -> None:
-        """Wait until at most :data:`_SPOOL_QUEUE_DEPTH` chunks are queued; raise the writer's error, if any."""
-        while len(self.pending) > _SPOOL_QUEUE_DEPTH:
-            await asyncio.wrap_future(self.pending.popleft())
-
-    def _settle(self) -> None:
-        # Blocks for at most the queued chunks (a few MiB of hashing and writing).
-        try:
-            while self.pending:
-                self.pending.popleft().result()
-        finally:
-            if self.writer is not None:
-                self.writer.shutdown(wait=True, cancel_futures=True)
-                self.writer = None
-
     def finish(self) -> None:
-        self._settle()
         self.fh.close()
 
     def discard(self) -> None:
-        try:
-            self._settle()
-        except Exception:  # noqa: BLE001 - the part is being thrown away; its write error no longer matters
-            pass
         try:
             self.fh.close()
         finally:
@@ -379,11 +332,6 @@ class _MultipartReader:
                 raise MultipartError("the start part <%s> named in the Content-Type is not in the package" % self.start)
             raise MultipartError("the multipart/related package has no root part")
         return self.root, self.attachments
-
-    async def drain(self) -> None:
-        """Back-pressure from the part being spooled by a writer thread (see :class:`_FileSink`)."""
-        for sink in self.files[-1:]:  # earlier parts are finished
-            await sink.drain()
 
     def discard(self) -> None:
         if self.sink is not None:
@@ -584,7 +532,6 @@ async def read_multipart_related(
         async for chunk in stream:
             if chunk:
                 reader.feed(chunk)
-                await reader.drain()
         return reader.close()
     except BaseException:
         reader.discard()
