@@ -10,6 +10,7 @@ from sqlalchemy import event, func, select
 
 from repository import ledger
 from repository.app import MIGRATIONS
+from tests.conftest import throwaway_pg_database
 from xdsi import db
 
 
@@ -101,3 +102,44 @@ def test_a_failing_write_fails_alone(engine) -> None:  # type: ignore[no-untyped
         t.join(10)
     assert list(errors) == [2] and str(errors[2]) == "broken write"
     assert _rows(engine) == {"1.1", "1.3", "1.4"}  # the failing write's row was rolled back, the others kept
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_engine(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+    if request.param == "sqlite":
+        engine = db.create(f"sqlite:///{tmp_path / 'ledger.db'}")
+        db.upgrade(engine, MIGRATIONS)
+        yield engine
+        engine.dispose()
+        return
+    with throwaway_pg_database() as url:
+        engine = db.create(url)
+        db.upgrade(engine, MIGRATIONS)
+        yield engine
+        engine.dispose()
+
+
+def test_ledger_round_trip_on_both_databases(any_engine) -> None:  # type: ignore[no-untyped-def]
+    """The ledger's driver-level statements (pending, lookup, registered, retry, forget) on SQLite and
+    PostgreSQL, through GroupCommit (one transaction per write on PostgreSQL)."""
+    writes = ledger.GroupCommit(any_engine)
+    docs = [_pending("1.1"), _pending("1.2")]
+    writes.run(lambda conn: ledger.record_pending(conn, "s1", docs, "<r1/>"))
+    with any_engine.connect() as conn:
+        held = ledger.lookup(conn, ["1.1", "1.2", "1.9"])
+        assert set(held) == {"1.1", "1.2"} and held["1.1"].state == ledger.PENDING
+        assert held["1.1"].submission == "s1" and ledger.submission_request(conn, "s1") == "<r1/>"
+    # A retry of 1.2 under a new submission takes the row over.
+    writes.run(lambda conn: ledger.record_pending(conn, "s2", [_pending("1.2")], "<r2/>"))
+    writes.run(lambda conn: ledger.mark_registered(conn, ["1.1", "1.2"]))
+    writes.run(lambda conn: ledger.drop_submission(conn, "s2"))
+    with any_engine.connect() as conn:
+        held = ledger.lookup(conn, ["1.1", "1.2"])
+        assert {h.state for h in held.values()} == {ledger.REGISTERED} and held["1.2"].submission == "s2"
+        assert ledger.submission_request(conn, "s2") is None
+    with db.write_transaction(any_engine) as conn:
+        ledger.drop_settled_submissions(conn)  # s1's documents are registered (one taken over): its request goes
+        assert ledger.forget(conn, ["1.1"]) == set()  # the content is still used by 1.2
+    with any_engine.connect() as conn:
+        assert ledger.submission_request(conn, "s1") is None
+        assert set(ledger.lookup(conn, ["1.1", "1.2"])) == {"1.2"}
