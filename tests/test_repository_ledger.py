@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import Engine, event, func, select
 
 from repository import ledger
 from repository.app import MIGRATIONS
@@ -14,12 +16,20 @@ from tests.conftest import throwaway_pg_database
 from xdsi import db
 
 
-@pytest.fixture
-def engine(tmp_path: Path):  # type: ignore[no-untyped-def]
-    engine = db.create(f"sqlite:///{tmp_path / 'ledger.db'}")
+@contextmanager
+def _ledger(url: str) -> Iterator[Engine]:
+    engine = db.create(url)
     db.upgrade(engine, MIGRATIONS)
-    yield engine
-    engine.dispose()
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    with _ledger(f"sqlite:///{tmp_path / 'ledger.db'}") as engine:
+        yield engine
 
 
 def _pending(uid: str) -> ledger.Held:
@@ -105,18 +115,13 @@ def test_a_failing_write_fails_alone(engine) -> None:  # type: ignore[no-untyped
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def any_engine(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+def any_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     if request.param == "sqlite":
-        engine = db.create(f"sqlite:///{tmp_path / 'ledger.db'}")
-        db.upgrade(engine, MIGRATIONS)
-        yield engine
-        engine.dispose()
+        with _ledger(f"sqlite:///{tmp_path / 'ledger.db'}") as engine:
+            yield engine
         return
-    with throwaway_pg_database() as url:
-        engine = db.create(url)
-        db.upgrade(engine, MIGRATIONS)
+    with throwaway_pg_database() as url, _ledger(url) as engine:
         yield engine
-        engine.dispose()
 
 
 def test_ledger_round_trip_on_both_databases(any_engine) -> None:  # type: ignore[no-untyped-def]
