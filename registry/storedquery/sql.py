@@ -50,22 +50,22 @@ def one_of(column: str, values: Sequence[object]) -> Sql:
     return Sql("%s IN (%s)" % (column, ", ".join("?" * len(values))), tuple(values))
 
 
-def all_of(conditions: Sequence[Sql]) -> Sql:
-    """AND of ``conditions`` (true when there is none)."""
+def _joined(conditions: Sequence[Sql], operator: str, empty: Sql) -> Sql:
     if not conditions:
-        return TRUE
+        return empty
     if len(conditions) == 1:
         return conditions[0]
-    return Sql(" AND ".join("(%s)" % c.text for c in conditions), sum((c.params for c in conditions), ()))
+    return Sql(operator.join("(%s)" % c.text for c in conditions), sum((c.params for c in conditions), ()))
+
+
+def all_of(conditions: Sequence[Sql]) -> Sql:
+    """AND of ``conditions`` (true when there is none)."""
+    return _joined(conditions, " AND ", TRUE)
 
 
 def any_of(conditions: Sequence[Sql]) -> Sql:
     """OR of ``conditions`` (false when there is none)."""
-    if not conditions:
-        return FALSE
-    if len(conditions) == 1:
-        return conditions[0]
-    return Sql(" OR ".join("(%s)" % c.text for c in conditions), sum((c.params for c in conditions), ()))
+    return _joined(conditions, " OR ", FALSE)
 
 
 def for_driver(text: str, dialect: str) -> str:
