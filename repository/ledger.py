@@ -1,11 +1,11 @@
 """The repository's ledger: which documents it holds, where their content is, and whether the registry
 has accepted them.
 
-A document row is written ``pending``, with the ITI-42 request that will register it, before its content is
-stored (so a crash at any later point leaves a row that recovery can settle), and the ITI-42 goes to the
-registry only once the content is durable; the row becomes ``registered`` when the registry says Success, and is deleted (with its content, unless other
-documents share it) when the registry refuses. Rows left ``pending`` by a crash are settled by
-:mod:`repository.recovery`, which asks the registry.
+A document row is written ``pending``, with the ITI-42 request that will register it, before its content
+is stored (so a crash at any later point leaves a row that recovery can settle), and the ITI-42 goes to the
+registry only once the content is durable. The row becomes ``registered`` when the registry says Success,
+and is deleted (with its content, unless other documents share it) when the registry refuses. Rows left
+``pending`` by a crash are settled by :mod:`repository.recovery`, which asks the registry.
 """
 
 from __future__ import annotations

@@ -17,10 +17,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-#: Conditions that are always true / false (an empty AND / OR; an IN over no value).
-TRUE_TEXT = "1 = 1"
-FALSE_TEXT = "1 = 0"
-
 
 @dataclass(frozen=True)
 class Sql:
@@ -30,8 +26,9 @@ class Sql:
     params: tuple = ()
 
 
-TRUE = Sql(TRUE_TEXT)
-FALSE = Sql(FALSE_TEXT)
+#: Conditions that are always true / false (an empty AND / OR; an IN over no value).
+TRUE = Sql("1 = 1")
+FALSE = Sql("1 = 0")
 
 
 def eq(column: str, value: object) -> Sql:
