@@ -8,7 +8,8 @@ Order of work:
    version, lastUpdateTime), the stored XML and the rows. This runs before the write transaction, so
    concurrent requests (threads, ``--workers`` processes) do it in parallel and SQLite's single writer
    holds its lock only for the database work;
-3. in one write transaction: registry-state rules (known patient, duplicates, referenced objects, document
+3. in one write transaction (grouped with concurrent submissions, each in a savepoint:
+   :class:`xdsi.db.GroupCommit`): registry-state rules (known patient, duplicates, referenced objects, document
    lifecycle targets), lifecycle effects (deprecation by RPLC/XFRM_RPLC, folder membership of replacements)
    and the inserts. Any error rolls the whole submission back: it is all or nothing.
 """
@@ -27,10 +28,9 @@ from sqlalchemy import Connection, Engine, bindparam, select, text
 
 from registry.storage import objects as store
 from registry.storage import schema as s
-from registry.storage.engine import write_transaction
 from registry.storage.patients import patient_is_known
 from xdsi.codes import CodeList
-from xdsi.db import DriverStatement
+from xdsi.db import DriverStatement, grouped_write
 from xdsi.ebxml.namespaces import RIM
 from xdsi.ebxml.tags import (
     T_ASSOC, T_CLASS, T_DESC, T_EO, T_EXTID, T_LIST, T_NAME, T_OBJREF, T_RP, T_SLOT, T_VALUE, T_VALUELIST, T_VERSION,
@@ -82,20 +82,25 @@ def register(engine: Engine, request: etree._Element, *, codes: CodeList | None 
     # Reconciliation holds the request as received, or relabels its patient: keep it as it is before prepare().
     received = copy.deepcopy(request) if reconciliation is not None else None
     ready = prepare(request, sub)
+
+    def work(conn: Connection) -> tuple[list[RegistryError], dict[str, str]]:
+        _lock_unique_ids(conn, sub)
+        if received is not None and not patient_is_known(conn, patient_id):
+            # A copy each time: GroupCommit may run this again, and admit() and prepare() rewrite the request.
+            again = copy.deepcopy(received)
+            again_sub, _ = read_submission(again)
+            held = reconciliation.admit(conn, again, again_sub)
+            if held is not None:  # kept in the reconciliation queue (committed), nothing registered yet
+                return [held], {}
+            return [], store_prepared(conn, prepare(again, again_sub))
+        return [], store_prepared(conn, ready)
+
     try:
-        with write_transaction(engine) as conn:
-            _lock_unique_ids(conn, sub)
-            if received is not None and not patient_is_known(conn, patient_id):
-                request = received
-                sub, _ = read_submission(request)
-                held = reconciliation.admit(conn, request, sub)
-                if held is not None:  # kept in the reconciliation queue (committed), nothing registered yet
-                    return RegisterResult(errors + [held], {})
-                ready = prepare(request, sub)
-            assigned = store_prepared(conn, ready)
+        # Concurrent submissions share a transaction and its fsync on SQLite, each in its own savepoint.
+        notes, assigned = grouped_write(engine, work)
     except XDSError as exc:
         return RegisterResult(exc.errors, {})
-    return RegisterResult(errors, assigned)
+    return RegisterResult(errors + notes, assigned)
 
 
 @dataclass

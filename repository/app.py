@@ -16,7 +16,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from repository import ledger
 from repository.provide import provide_and_register
 from repository.recovery import recover
 from repository.registry_client import RegistryClient
@@ -65,7 +64,6 @@ class Repository:
             check()
         self.engine = engine or db.create(config.db_url)
         db.upgrade(self.engine, MIGRATIONS)
-        self.ledger_writes = ledger.GroupCommit(self.engine)
         self.registry = RegistryClient(config.registry_url)
         # Failure injection for the crash tests (tests/test_repository_crash.py): the process dies right
         # there, as a power cut would. Never set in production.

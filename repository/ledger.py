@@ -10,15 +10,13 @@ and is deleted (with its content, unless other documents share it) when the regi
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import BigInteger, bindparam, Column, Connection, Engine, Float, Index, MetaData, String, Table, Text, delete, insert, select, text, update
+from sqlalchemy import BigInteger, bindparam, Column, Connection, Float, Index, MetaData, String, Table, Text, delete, insert, select, text, update
 
-from xdsi.db import DriverStatement, write_transaction
+from xdsi.db import DriverStatement
 
 metadata = MetaData()
 
@@ -101,7 +99,7 @@ def lock_content(conn: Connection, keys: Iterable[str]) -> None:
 
 def record_pending(conn: Connection, submission_id: str, docs: Sequence[Held], request: str) -> None:
     """Insert (or replace, for a retried submission) the documents of one submission as pending, with the
-    ITI-42 request that will register them. Run it in a write transaction (:func:`xdsi.db.write_transaction`)."""
+    ITI-42 request that will register them. Run it in a write transaction (:func:`xdsi.db.grouped_write`)."""
     lock_content(conn, [d.content_key for d in docs])
     now = time.time()
     _INSERT_SUBMISSION.execute(conn, {"id": submission_id, "request": request, "created": now})
@@ -149,69 +147,3 @@ def pending_older_than(conn: Connection, seconds: float) -> list[Held]:
 def is_referenced(conn: Connection, content_key: str) -> bool:
     return conn.execute(select(document.c.unique_id).where(document.c.content_key == content_key).limit(1)).first() \
         is not None
-
-
-@dataclass
-class _Job:
-    work: Callable[[Connection], Any]
-    done: bool = False
-    result: Any = None
-    error: BaseException | None = None
-
-
-class GroupCommit:
-    """The ledger writes of concurrent submissions, run together in one write transaction (group commit).
-
-    On SQLite every write transaction holds the single writer lock through its COMMIT, whose WAL fsync
-    (synchronous=FULL) took ~8 ms on a busy disk: with two per submission, the queue on that lock capped the
-    repository at ~60 submissions/s whatever its CPU. Here the first caller to find the ledger free runs
-    every write queued so far in one transaction, one fsync, while the next batch queues. :meth:`run`
-    returns once the transaction holding its write has committed, so each write is exactly as durable as
-    in a transaction of its own. A write that raises fails the batch, which is then re-run one write per
-    transaction, so it fails alone. PostgreSQL commits concurrently (and groups WAL flushes itself): there
-    each write is its own transaction.
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._grouped = engine.dialect.name == "sqlite"
-        self._queue: list[_Job] = []
-        self._queue_lock = threading.Lock()
-        self._leader = threading.Lock()
-
-    def run(self, work: Callable[[Connection], Any]) -> Any:
-        """``work(conn)`` inside a committed write transaction; its result, or its exception raised."""
-        if not self._grouped:
-            with write_transaction(self.engine) as conn:
-                return work(conn)
-        job = _Job(work)
-        with self._queue_lock:
-            self._queue.append(job)
-        with self._leader:
-            if not job.done:  # no leader took it: lead the next batch
-                with self._queue_lock:
-                    batch, self._queue = self._queue, []
-                self._commit(batch)
-        if job.error is not None:
-            raise job.error
-        return job.result
-
-    def _commit(self, batch: list[_Job]) -> None:
-        try:
-            with write_transaction(self.engine) as conn:
-                results = [job.work(conn) for job in batch]
-        except Exception as exc:
-            if len(batch) > 1:
-                for job in batch:
-                    self._commit([job])
-                return
-            batch[0].error = exc
-        except BaseException as exc:  # the leader is interrupted: no caller may wait for its batch
-            for job in batch:
-                job.error, job.done = exc, True
-            raise
-        else:
-            for job, result in zip(batch, results):
-                job.result = result
-        for job in batch:
-            job.done = True

@@ -35,6 +35,7 @@ from sqlalchemy import Connection
 from repository import kos, ledger
 from repository.recovery import forget_documents
 from repository.registry_client import RegistryUnavailable
+from xdsi.db import grouped_write
 from xdsi.ebxml.namespaces import XDSB, q
 from xdsi.ebxml.response import registry_response
 from xdsi.ebxml.tags import T_SLOT, T_SUBMIT, T_VALUE, T_VALUELIST
@@ -189,12 +190,12 @@ def _store_and_register(repo, request: etree._Element, entries: dict[str, Docume
             ledger.record_pending(conn, submission_id, docs, request_xml)
         return held
 
-    held = repo.ledger_writes.run(record_unless_held)
+    held = grouped_write(repo.engine, record_unless_held)
     if held:  # a retry: settled outside the write transaction, since it may ask the registry
         answer = _retried(repo, by_uid, held)
         if answer is not None:
             return answer
-        repo.ledger_writes.run(lambda conn: ledger.record_pending(conn, submission_id, docs, request_xml))
+        grouped_write(repo.engine, lambda conn: ledger.record_pending(conn, submission_id, docs, request_xml))
     repo.crash_point("after_pending")
     for _uid, (_de, content) in by_uid.items():
         repo.store.put_file(content.path, content.sha1, content.size)
@@ -211,7 +212,7 @@ def _store_and_register(repo, request: etree._Element, entries: dict[str, Docume
             ledger.mark_registered(conn, by_uid)
             ledger.drop_submission(conn, submission_id)
 
-        repo.ledger_writes.run(settle)
+        grouped_write(repo.engine, settle)
         return response.errors  # warnings, if any
     _undo(repo, list(by_uid))
     return response.errors
@@ -235,6 +236,6 @@ def _retried(repo, by_uid: dict, held: dict[str, ledger.Held]) -> list[RegistryE
     if held.keys() == by_uid.keys():
         registered = repo.registry.registered(list(by_uid))
         if registered == set(by_uid):
-            repo.ledger_writes.run(lambda conn: ledger.mark_registered(conn, by_uid))
+            grouped_write(repo.engine, lambda conn: ledger.mark_registered(conn, by_uid))
             return []
     return None

@@ -203,3 +203,50 @@ def test_concurrent_registrations_of_the_same_unique_id_have_one_winner(engine):
     assert sum(r.ok for r in results) == 1
     assert all(e.code == E.XDSDuplicateUniqueIdInRegistry for r in results if not r.ok for e in r.errors)
     assert count(engine, "DE") == 1
+
+
+def test_concurrent_submissions_share_a_commit_and_each_fails_alone(tmp_path):
+    """On SQLite, submissions that arrive while another is being written form one batch: one transaction
+    and one fsync (xdsi.db.GroupCommit), each in its own savepoint. Within the batch a duplicate of an
+    earlier member is refused, as is an unknown patient, and only those are rolled back."""
+    from sqlalchemy import event
+
+    from xdsi import db
+
+    eng = make_engine(f"sqlite:///{tmp_path / 'registry.db'}")
+    PatientStore(eng).upsert_patient(PID, {})
+    commits = []
+    event.listen(eng, "commit", lambda _conn: commits.append(1))
+    subs = [samples.imaging_study_submission(PID) for _ in range(5)]
+    subs[3].documents[0].unique_id = subs[1].documents[0].unique_id  # a duplicate of an earlier member
+    subs[3].documents[0].hash, subs[3].documents[0].size = subs[1].documents[0].hash, subs[1].documents[0].size
+    subs[4] = samples.imaging_study_submission(samples.patient_id("NOBODY"))
+    results: list = [None] * len(subs)
+    leading, release = threading.Event(), threading.Event()
+
+    def hold(_conn) -> None:  # a write that keeps the group busy while the submissions queue
+        leading.set()
+        release.wait(10)
+
+    holder = threading.Thread(target=db.grouped_write, args=(eng, hold))
+    holder.start()
+    assert leading.wait(10)
+    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, register(eng, write_submission(subs[i]))))
+               for i in range(len(subs))]
+    for t in threads:
+        t.start()
+    while len(db._groups[eng]._queue) < len(subs):
+        threading.Event().wait(0.01)
+    release.set()
+    for t in [holder, *threads]:
+        t.join(10)
+    try:
+        assert [r.ok for r in results] == [True, True, True, False, False]
+        assert [e.code for e in results[3].errors] == [E.XDSDuplicateUniqueIdInRegistry]
+        assert [e.code for e in results[4].errors] == [E.XDSUnknownPatientId]
+        assert len(commits) == 2  # the holder's transaction, then the five submissions' together
+        assert count(eng, "DE") == 3 and count(eng) == 9  # DocumentEntry, SubmissionSet, HasMember each
+        for r in results[:3]:
+            assert stored(eng, r.assigned["Document01"]).status == "A"
+    finally:
+        eng.dispose()

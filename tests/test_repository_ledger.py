@@ -1,4 +1,5 @@
-"""The repository ledger's group commit (repository.ledger.GroupCommit) on a real SQLite file."""
+"""The repository ledger on SQLite and PostgreSQL, and the group commit its writes go through
+(xdsi.db.GroupCommit) on a real SQLite file."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def _rows(engine) -> set[str]:  # type: ignore[no-untyped-def]
         return {r.unique_id for r in conn.execute(select(ledger.document))}
 
 
-def _queued_behind_a_busy_leader(writes: ledger.GroupCommit, writers: list[Callable[[], None]],
+def _queued_behind_a_busy_leader(writes: db.GroupCommit, writers: list[Callable[[], None]],
                                  first_write: Callable[[Connection], None] | None = None) -> None:
     """Start a write that holds the ledger, then ``writers`` in threads; release the first write only once
     all of them are queued behind it, so they form one batch; wait for everything."""
@@ -68,7 +69,7 @@ def _queued_behind_a_busy_leader(writes: ledger.GroupCommit, writers: list[Calla
 
 
 def test_concurrent_writes_share_one_commit_and_are_durable_on_return(engine) -> None:  # type: ignore[no-untyped-def]
-    writes = ledger.GroupCommit(engine)
+    writes = db.GroupCommit(engine)
     commits = []
     event.listen(engine, "commit", lambda _conn: commits.append(1))
     seen: dict[str, bool] = {}
@@ -87,8 +88,10 @@ def test_concurrent_writes_share_one_commit_and_are_durable_on_return(engine) ->
 
 
 def test_a_failing_write_fails_alone(engine) -> None:  # type: ignore[no-untyped-def]
-    writes = ledger.GroupCommit(engine)
+    writes = db.GroupCommit(engine)
     errors: dict[int, BaseException] = {}
+    commits = []
+    event.listen(engine, "commit", lambda _conn: commits.append(1))
 
     def bad(conn: Connection) -> None:
         ledger.record_pending(conn, "bad", [_pending("1.bad")], "<r/>")
@@ -106,6 +109,30 @@ def test_a_failing_write_fails_alone(engine) -> None:  # type: ignore[no-untyped
     _queued_behind_a_busy_leader(writes, [functools.partial(write, i) for i in range(1, 5)])
     assert list(errors) == [2] and str(errors[2]) == "broken write"
     assert _rows(engine) == {"1.1", "1.3", "1.4"}  # the failing write's row was rolled back, the others kept
+    assert len(commits) == 2  # rolled back to its savepoint: the batch still committed once
+
+
+def test_a_write_that_ends_the_transaction_sends_the_batch_back_one_by_one(engine) -> None:  # type: ignore[no-untyped-def]
+    """A write whose error ends SQLite's transaction (as an I/O error or a full disk does) leaves no
+    savepoint to roll back to: every write of the batch is run again in a transaction of its own."""
+    writes = db.GroupCommit(engine)
+    errors: dict[int, BaseException] = {}
+
+    def fatal(conn: Connection) -> None:
+        ledger.record_pending(conn, "bad", [_pending("1.bad")], "<r/>")
+        conn.connection.driver_connection.execute("ROLLBACK")  # the transaction is gone, savepoints with it
+        raise RuntimeError("disk I/O error")
+
+    def write(i: int) -> None:
+        try:
+            writes.run(fatal if i == 2 else
+                       lambda conn: ledger.record_pending(conn, f"s{i}", [_pending(f"1.{i}")], "<r/>"))
+        except RuntimeError as exc:
+            errors[i] = exc
+
+    _queued_behind_a_busy_leader(writes, [functools.partial(write, i) for i in range(1, 5)])
+    assert list(errors) == [2] and str(errors[2]) == "disk I/O error"
+    assert _rows(engine) == {"1.1", "1.3", "1.4"}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -121,7 +148,7 @@ def any_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engin
 def test_ledger_round_trip_on_both_databases(any_engine) -> None:  # type: ignore[no-untyped-def]
     """The ledger's driver-level statements (pending, lookup, registered, retry, forget) on SQLite and
     PostgreSQL, through GroupCommit (one transaction per write on PostgreSQL)."""
-    writes = ledger.GroupCommit(any_engine)
+    writes = db.GroupCommit(any_engine)
     docs = [_pending("1.1"), _pending("1.2")]
     writes.run(lambda conn: ledger.record_pending(conn, "s1", docs, "<r1/>"))
     with any_engine.connect() as conn:

@@ -10,10 +10,11 @@ import fcntl
 import os
 import threading
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Dialect, Engine, Executable, create_engine, event
 from sqlalchemy.exc import DBAPIError
@@ -94,6 +95,112 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
         finally:
             if fd is not None:
                 fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+T = TypeVar("T")
+
+
+@dataclass
+class _Job:
+    work: Callable[[Connection], Any]
+    done: bool = False
+    result: Any = None
+    error: BaseException | None = None
+
+
+class GroupCommit:
+    """Concurrent write transactions of one process, run together in one transaction (group commit).
+
+    On SQLite every write transaction holds the single writer lock through its COMMIT, whose WAL fsync
+    (``synchronous=FULL``) takes 2-8 ms: one transaction per write caps the writes at one fsync each,
+    whatever the CPU (ITI-42 at ~300/s, the repository's ledger at ~60 submissions/s on a busy disk).
+    Here the first caller to find the group free runs every write queued so far in one transaction, one
+    fsync, while the next batch queues. Each write runs in a SAVEPOINT: one that raises (an ITI-42
+    refused for a duplicate uniqueId, say) is rolled back alone and its exception raised to its caller;
+    the others go on. :meth:`run` returns once the transaction holding its write has committed, so each
+    write is exactly as durable as in a transaction of its own. If the transaction itself fails (COMMIT,
+    or an error that ends SQLite's transaction), every write of the batch is run again in a transaction
+    of its own, so each one fails or succeeds alone.
+
+    PostgreSQL commits concurrently (and groups WAL flushes itself): there each write is its own
+    transaction. ``work`` must be safe to run again after a rollback (it only touches the database).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._grouped = engine.dialect.name == "sqlite"
+        self._queue: list[_Job] = []
+        self._queue_lock = threading.Lock()
+        self._leader = threading.Lock()
+
+    def run(self, work: Callable[[Connection], T]) -> T:
+        """``work(conn)`` inside a committed write transaction; its result, or its exception raised."""
+        if not self._grouped:
+            with write_transaction(self.engine) as conn:
+                return work(conn)
+        job = _Job(work)
+        with self._queue_lock:
+            self._queue.append(job)
+        with self._leader:
+            if not job.done:  # no leader took it: lead the next batch
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._commit(batch)
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    def _commit(self, batch: list[_Job]) -> None:
+        outcomes: list[tuple[Any, BaseException | None]] = []
+        try:
+            with write_transaction(self.engine) as conn:
+                if len(batch) == 1:  # no savepoint needed: the transaction is the write's own
+                    outcomes.append((batch[0].work(conn), None))
+                else:
+                    driver = conn.connection.driver_connection
+                    for job in batch:
+                        outcomes.append(_in_savepoint(driver, conn, job.work))
+        except Exception as exc:
+            if len(batch) > 1:
+                for job in batch:
+                    self._commit([job])
+                return
+            outcomes = [(None, exc)]
+        except BaseException as exc:  # the leader is interrupted: no caller may wait for its batch
+            for job in batch:
+                job.error, job.done = exc, True
+            raise
+        for job, (result, error) in zip(batch, outcomes):
+            job.result, job.error, job.done = result, error, True
+
+
+def _in_savepoint(driver: Any, conn: Connection, work: Callable[[Connection], Any]) -> tuple[Any, BaseException | None]:
+    """``work(conn)`` in a SAVEPOINT (on the driver: SQLAlchemy's nested transaction costs ~0.1 ms); an
+    exception it raises is returned after rolling back to the savepoint. If that rollback fails, the
+    transaction is gone (SQLite ends it on I/O errors, full disk...): raised for the batch to be re-run."""
+    driver.execute("SAVEPOINT xdsi_write")
+    try:
+        result = work(conn)
+    except Exception as exc:
+        driver.execute("ROLLBACK TO xdsi_write")
+        driver.execute("RELEASE xdsi_write")
+        return None, exc
+    driver.execute("RELEASE xdsi_write")
+    return result, None
+
+
+_groups: weakref.WeakKeyDictionary[Engine, GroupCommit] = weakref.WeakKeyDictionary()
+
+
+def grouped_write(engine: Engine, work: Callable[[Connection], T]) -> T:
+    """``work(conn)`` in a committed write transaction, grouped with concurrent ones (:class:`GroupCommit`,
+    one per engine). For writes that arrive concurrently and often (ITI-42, the repository's ledger);
+    :func:`write_transaction` for the rest."""
+    with _sqlite_writers_guard:
+        group = _groups.get(engine)
+        if group is None:
+            group = _groups[engine] = GroupCommit(engine)
+    return group.run(work)
 
 
 class DriverStatement:
