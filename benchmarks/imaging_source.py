@@ -298,9 +298,16 @@ def _clear(path: Path) -> None:
     os.sync()  # write-back of this run's files must not land in the next one's time
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def bench_rad69(orthanc: Any, scu_aet: str, urls: dict[str, str], study_uid: str, tree: Any, *, reps: int,
-                work: Path) -> dict:
-    """Median wall times of the four paths over ``reps`` alternating rounds (one untimed warm-up round)."""
+                work: Path, ids_pids: dict[str, int] | None = None) -> dict:
+    """Median wall times of the four paths over ``reps`` alternating rounds (one untimed warm-up round), and
+    the median CPU time each one cost Orthanc, the imaging source and the client (this process)."""
     n = sum(len(s.instances) for s in tree.series)
     sop_class = tree.series[0].instances[0].sop_class_uid
     body = rad69_body(tree)
@@ -314,13 +321,17 @@ def bench_rad69(orthanc: Any, scu_aet: str, urls: dict[str, str], study_uid: str
            for k, u in urls.items()},
     }
     times: dict[str, list[float]] = {k: [] for k in paths}
+    cpu: dict[str, list[tuple[float, float, float]]] = {k: [] for k in paths}
     sizes: dict[str, int] = {}
     try:
         for rnd in range(reps + 1):
             for name, fn in paths.items():
+                ids_pid = (ids_pids or {}).get(name[4:]) if name.startswith("ids_") else None
+                c0 = (_cpu_seconds(orthanc.process.pid), _cpu_seconds(ids_pid) if ids_pid else 0.0, time.process_time())
                 t0 = time.perf_counter()
                 got = fn()
                 dt = time.perf_counter() - t0
+                c1 = (_cpu_seconds(orthanc.process.pid), _cpu_seconds(ids_pid) if ids_pid else 0.0, time.process_time())
                 if name == "cget":
                     if got != n:
                         raise RuntimeError(f"C-GET delivered {got} instances, expected {n}")
@@ -333,12 +344,16 @@ def bench_rad69(orthanc: Any, scu_aet: str, urls: dict[str, str], study_uid: str
                     _clear(out_file)
                 if rnd:  # round 0 warms Orthanc's and the servers' caches
                     times[name].append(dt)
+                    cpu[name].append(tuple(b - a for a, b in zip(c0, c1)))  # type: ignore[arg-type]
                 log(f"  {name:12} {dt * 1e3:8.0f} ms" + ("" if rnd else " (warm-up)"))
     finally:
         client.close()
     med = {k: statistics.median(v) for k, v in times.items()}
     head_med = {k: statistics.median(v[1:]) for k, v in heads.items()}  # v[0]: the warm-up round
+    cpu_med = {k: {who: statistics.median(c[i] for c in v) for i, who in enumerate(("orthanc", "ids", "client"))}
+               for k, v in cpu.items()}
     return {"instances": n, "bytes": sizes, "times_s": times, "median_s": med, "headers_median_s": head_med,
+            "cpu_median_s": cpu_med,
             "ratios": {f"{ids} / {base}": med[ids] / med[base] for ids in med if ids.startswith("ids_")
                        for base in ("wado", "cget")}}
 
@@ -494,7 +509,7 @@ def profile_rad69(url: str, proc: subprocess.Popen, body: str, dest: Path, svg: 
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not os.access(spy, os.X_OK):
         return "py-spy not installed"
-    rec = subprocess.Popen([spy, "record", "--pid", str(proc.pid), "--rate", "200", "--subprocesses", "--idle",
+    rec = subprocess.Popen([spy, "record", "--pid", str(proc.pid), "--rate", "200", "--subprocesses", *os.environ.get("XDSI_PYSPY_MODE", "--idle").split(),
                             "--format", "raw", "--output", str(svg), "--nonblocking"], stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
     time.sleep(1.0)
@@ -523,15 +538,19 @@ def markdown(results: dict) -> str:
         out += ["", (f"**RAD-69 of a whole study**: {r['instances']} CT instances of {results['size']}x"
                 f"{results['size']} 16-bit ({mib:.0f} MiB of DICOM), median of {len(r['times_s']['wado'])} "
                 "alternating rounds"), "",
-                "| Path | Median | MiB/s | vs WADO-RS direct | vs C-GET direct |", "|---|---:|---:|---:|---:|"]
+                "| Path | Median | MiB/s | vs WADO-RS direct | vs C-GET direct | CPU: Orthanc / imaging source / client |",
+                "|---|---:|---:|---:|---:|---:|"]
         names = {"wado": "WADO-RS from Orthanc (direct)", "cget": "C-GET from Orthanc (direct, pynetdicom)",
                  "ids_dicomweb": "RAD-69 via imaging source, PACS over DICOMweb",
                  "ids_dimse": "RAD-69 via imaging source, PACS over DIMSE C-GET"}
         for k, label in names.items():
+            c = r["cpu_median_s"][k]
+            cpu = f"{c['orthanc'] * 1e3:,.0f} / {c['ids'] * 1e3:,.0f} / {c['client'] * 1e3:,.0f} ms" if k.startswith("ids_") \
+                else f"{c['orthanc'] * 1e3:,.0f} / - / {c['client'] * 1e3:,.0f} ms"
             out.append(f"| {label} | {med[k] * 1e3:,.0f} ms | {mib / med[k]:,.0f} | {med[k] / med['wado']:.2f}x | "
-                       f"{med[k] / med['cget']:.2f}x |")
+                       f"{med[k] / med['cget']:.2f}x | {cpu} |")
         heads = r["headers_median_s"]
-        out += ["", "RAD-69 time to the response headers (fetch into the spool), the rest is streaming the answer: "
+        out += ["", "RAD-69 time to the response headers, the rest is the answer's body: "
                 + ", ".join(f"{k} {heads[k] * 1e3:,.0f} ms of {med['ids_' + k] * 1e3:,.0f} ms" for k in heads)]
         for kind, base, label in (("dicomweb", "wado", "WADO-RS"), ("dimse", "cget", "C-GET")):
             ratio = med[f"ids_{kind}"] / med[base]
@@ -626,7 +645,8 @@ def main(argv: list[str] | None = None) -> int:
                     servers = {k: stack.enter_context(imaging_source(work, c)) for k, c in configs.items()}
                     log("RAD-69 vs direct")
                     results["rad69"] = bench_rad69(orthanc, SCU_AET, {k: u for k, (u, _) in servers.items()},
-                                                   study_uid, tree, reps=reps, work=work)
+                                                   study_uid, tree, reps=reps, work=work,
+                                                   ids_pids={k: p.pid for k, (_, p) in servers.items()})
                     if args.profile:
                         prof = Path(args.profile)
                         prof.mkdir(parents=True, exist_ok=True)

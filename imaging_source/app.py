@@ -46,6 +46,15 @@ class ImagingSource:
         # and removes it when the answer has been sent.
         self.spool_dir = spool_dir or str(Path(tempfile.gettempdir()) / "xdsi-ids-spool")
         Path(self.spool_dir).mkdir(parents=True, exist_ok=True)
+        #: Studies whose streamed RAD-69 answer had to be cut off (an instance of the manifest did not come):
+        #: this process answers them from the spool from then on, with a true status (imaging_source.retrieve).
+        self.verify_first: set[str] = set()
+
+    def manifest_digest(self, study_uid: str) -> str | None:
+        """The instance digest (:func:`state.digest`) of the study's current manifest, if one is published."""
+        with self.engine.connect() as conn:
+            published = state.get(conn, study_uid)
+        return published.digest if published is not None and published.status == state.PUBLISHED else None
 
     def locate(self, study_uid: str) -> PacsAdapter | None:
         """The PACS holding a study: the one it was published from, else the first that finds it."""

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -61,8 +60,8 @@ class PublishResult:
 
 
 def instance_digest(study: Study) -> str:
-    """Identifies the set of instances a manifest references: the SHA-1 of the sorted SOP Instance UIDs."""
-    return hashlib.sha1("\n".join(sorted(i.sop_instance_uid for _, i in study.instances())).encode()).hexdigest()
+    """Identifies the set of instances a manifest references (:func:`state.digest`)."""
+    return state.digest(i.sop_instance_uid for _, i in study.instances())
 
 
 def _errors(resp: etree._Element) -> list[tuple[str, str]]:

@@ -3,20 +3,34 @@ PACS that holds it and streamed back as MTOM/XOP parts.
 
 The request names instances by study / series / SOP Instance UID with a list of acceptable transfer
 syntaxes. The listed instances of each study are fetched from its PACS series by series
-(:meth:`PacsAdapter.retrieve_listed`, no query of the study's tree first) to a spool directory one file at
-a time (never a study in memory). A listed instance the PACS did not deliver in the study and series it is
-listed under (unknown, or misplaced) gets XDSDocumentUniqueIdError. A delivered one is sent in its stored
-transfer syntax when the consumer accepts it, transcoded between the uncompressed syntaxes otherwise, or
-refused (XDSRepositoryError) when neither works. The status is Success, PartialSuccess or Failure
-accordingly; the answer starts only once every instance is in the spool, so the status is true.
-"""
+(:meth:`PacsAdapter.retrieve_listed`, no query of the study's tree first) into a spool directory one file
+at a time (never a study in memory). A delivered instance is sent in its stored transfer syntax when the
+consumer accepts it, transcoded between the uncompressed syntaxes otherwise, or refused
+(XDSRepositoryError) when neither works. A listed instance the PACS did not deliver in the study and
+series it is listed under (unknown, or misplaced) gets XDSDocumentUniqueIdError.
 
+The RegistryResponse status (Success, PartialSuccess, Failure) comes first in the MTOM package, so it
+must be known before the first instance goes out. Two ways to answer:
+
+* **Streamed** when the request lists, for every study, exactly the instances of the manifest this
+  imaging source published for it (the instance digest in :mod:`imaging_source.state`), and accepts an
+  uncompressed transfer syntax: what a consumer asks after reading our KOS. The status is then Success up front, and each instance is sent as soon as
+  it is in the spool while the next ones are fetched. If the PACS fails to deliver one after all (the
+  study changed since it was published, a compressed syntax the consumer does not accept), the HTTP
+  transfer is cut off before the package's closing delimiter, so no consumer can take it for a complete
+  answer; the study is then answered the second way by this process, and the consumer's retry gets
+  a true PartialSuccess.
+* **Verified** otherwise: every instance is in the spool before the answer starts, so the status
+  reports exactly what was delivered.
+"""
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -25,9 +39,11 @@ import pydicom
 from pydicom.filereader import read_file_meta_info
 from pydicom.uid import UID
 
+from imaging_source import state
 from imaging_source.pacs.base import PART10_HEAD, PacsAdapter, PacsError, is_uid, part10_uids
 from xdsi.ebxml.namespaces import XDSB, XDSI
 from xdsi.ebxml.response import error_list, response_status
+from xdsi.metadata import vocabulary as v
 from xdsi.soap.endpoint import SoapResponse
 from xdsi.soap.envelope import SoapRequest
 from xdsi.soap.mtom import new_content_id, xop_include_xml
@@ -57,6 +73,25 @@ class ParsedRequest:
     instances: list[InstanceRequest] = field(default_factory=list)
     transfer_syntaxes: list[str] = field(default_factory=list)
     errors: list[RegistryError] = field(default_factory=list)
+
+
+@dataclass
+class StudyFetch:
+    """The listed instances of one study (by SOP Instance UID) and the PACS that holds the study."""
+
+    study: str
+    adapter: PacsAdapter
+    by_sop: dict[str, InstanceRequest]
+
+    def by_series(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for i in self.by_sop.values():
+            out.setdefault(i.series, []).append(i.sop)
+        return out
+
+
+class RetrieveAborted(RuntimeError):
+    """A streamed RAD-69 answer cannot be completed: raised from the parts iterator to cut the transfer."""
 
 
 def parse_request(body, repository_unique_id: str) -> ParsedRequest:  # type: ignore[no-untyped-def]
@@ -113,36 +148,44 @@ def _usable_syntaxes(requested: list[str]) -> tuple[list[str], RegistryError | N
 
 def retrieve_imaging_document_set(ids, req: SoapRequest) -> SoapResponse:  # type: ignore[no-untyped-def]
     """Handle one RAD-69 request. ``ids`` provides ``config.repository_unique_id``, ``locate(study_uid)``
-    (the PACS adapter holding the study) and ``spool_dir``."""
+    (the PACS adapter holding the study), ``manifest_digest(study_uid)``, ``verify_first`` and
+    ``spool_dir``."""
     parsed = parse_request(req.body, ids.config.repository_unique_id)
     errors = list(parsed.errors)
     syntaxes, problem = _usable_syntaxes(parsed.transfer_syntaxes)
+    if problem is not None:
+        errors.append(problem)
+        fetches: list[StudyFetch] = []
+    else:
+        fetches, plan_errors = _plan(ids, parsed.instances)
+        errors += plan_errors
+    # Uncompressed instances can always be served when the consumer takes an uncompressed syntax: only then
+    # is Success sure enough to send before the instances (a compressed one it does not take cuts it off).
+    if fetches and not errors and UNCOMPRESSED.intersection(syntaxes) \
+            and all(_is_current_manifest(ids, f) for f in fetches):
+        return _streamed(ids, fetches, syntaxes)
     spool = Path(tempfile.mkdtemp(prefix="rad69-", dir=ids.spool_dir))
     served: list[tuple[InstanceRequest, Path]] = []
     try:
-        if problem is not None:
-            errors.append(problem)
-        elif parsed.instances:
-            served, fetch_errors = _fetch(ids, parsed.instances, syntaxes, spool)
+        for fetch in fetches:
+            got, fetch_errors = _fetch(fetch, syntaxes, spool)
+            served += got
             errors += fetch_errors
     except BaseException:
         shutil.rmtree(spool, ignore_errors=True)
         raise
-    parts, responses = [], []
+    parts = []
     for inst, path in served:
-        cid = new_content_id()
-        parts.append((cid, "application/dicom", _stream_then_delete(path)))
-        responses.append(
-            "<xdsb:DocumentResponse>%s<xdsb:RepositoryUniqueId>%s</xdsb:RepositoryUniqueId>"
-            "<xdsb:DocumentUniqueId>%s</xdsb:DocumentUniqueId><xdsb:mimeType>application/dicom</xdsb:mimeType>"
-            "<xdsb:Document>%s</xdsb:Document></xdsb:DocumentResponse>"
-            % (f"<xdsb:HomeCommunityId>{escape(inst.home)}</xdsb:HomeCommunityId>" if inst.home else "",
-               escape(ids.config.repository_unique_id), escape(inst.sop), xop_include_xml(cid).decode()))
+        parts.append((new_content_id(), "application/dicom", _stream_then_delete(path)))
     if not parts:
         shutil.rmtree(spool, ignore_errors=True)
     else:
         parts[-1] = (parts[-1][0], parts[-1][1], _then_remove(parts[-1][2], spool))
-    status = response_status(errors, partial=bool(responses))
+    responses = [_document_response(ids, inst, cid) for (inst, _path), (cid, _t, _s) in zip(served, parts)]
+    return _answer(response_status(errors, partial=bool(responses)), errors, responses, parts)
+
+
+def _answer(status: str, errors: list[RegistryError], responses: list[str], parts) -> SoapResponse:  # type: ignore[no-untyped-def]
     body = ('<xdsb:RetrieveDocumentSetResponse xmlns:xdsb="urn:ihe:iti:xds-b:2007" '
             'xmlns:rs="urn:oasis:names:tc:ebxml-regrep:xsd:rs:3.0"><rs:RegistryResponse status="%s">%s'
             "</rs:RegistryResponse>%s</xdsb:RetrieveDocumentSetResponse>"
@@ -150,12 +193,18 @@ def retrieve_imaging_document_set(ids, req: SoapRequest) -> SoapResponse:  # typ
     return SoapResponse(RAD69_RESPONSE, body.encode(), attachments=parts, mtom=True)
 
 
-def _fetch(ids, wanted: list[InstanceRequest], syntaxes: list[str],  # type: ignore[no-untyped-def]
-           spool: Path) -> tuple[list[tuple[InstanceRequest, Path]], list[RegistryError]]:
-    """Fetch the listed instances of each study from its PACS, fix their encoding; an error for each
-    listed instance that did not come."""
+def _document_response(ids, inst: InstanceRequest, cid: str) -> str:  # type: ignore[no-untyped-def]
+    return ("<xdsb:DocumentResponse>%s<xdsb:RepositoryUniqueId>%s</xdsb:RepositoryUniqueId>"
+            "<xdsb:DocumentUniqueId>%s</xdsb:DocumentUniqueId><xdsb:mimeType>application/dicom</xdsb:mimeType>"
+            "<xdsb:Document>%s</xdsb:Document></xdsb:DocumentResponse>"
+            % (f"<xdsb:HomeCommunityId>{escape(inst.home)}</xdsb:HomeCommunityId>" if inst.home else "",
+               escape(ids.config.repository_unique_id), escape(inst.sop), xop_include_xml(cid).decode()))
+
+
+def _plan(ids, wanted: list[InstanceRequest]) -> tuple[list[StudyFetch], list[RegistryError]]:  # type: ignore[no-untyped-def]
+    """Group the listed instances by study and find each study's PACS; an error for each instance that
+    cannot be asked for (not UIDs, listed under two series, a study no PACS holds)."""
     errors: list[RegistryError] = []
-    served: list[tuple[InstanceRequest, Path]] = []
     by_study: dict[str, dict[str, InstanceRequest]] = {}
     for inst in wanted:
         bad = next((f"{what} {uid!r}" for what, uid in (("study", inst.study), ("series", inst.series),
@@ -169,38 +218,120 @@ def _fetch(ids, wanted: list[InstanceRequest], syntaxes: list[str],  # type: ign
         if first.series != inst.series:
             errors.append(RegistryError(E.XDSDocumentUniqueIdError, f"instance {inst.sop} is listed under series "
                                         f"{first.series} and {inst.series} of study {inst.study}", inst.sop))
+    fetches = []
     for study_uid, by_sop in by_study.items():
         adapter: PacsAdapter | None = ids.locate(study_uid)
         if adapter is None:
             errors += [RegistryError(E.XDSDocumentUniqueIdError, f"instance {i.sop}: study {study_uid} is not held "
                                      "by any PACS of this imaging source", i.sop) for i in by_sop.values()]
-            continue
-        by_series: dict[str, list[str]] = {}
-        for i in by_sop.values():
-            by_series.setdefault(i.series, []).append(i.sop)
-        try:
-            for path in adapter.retrieve_listed(study_uid, by_series, spool):
-                sop, stored = _file_head(path)
-                inst = by_sop.pop(sop, None)
-                if inst is None:  # not listed, or delivered twice: the adapter yields only listed ones
-                    path.unlink(missing_ok=True)
-                    continue
-                problem = _encode_for(path, syntaxes, sop, stored)
-                if problem:
-                    errors.append(problem)
-                    path.unlink(missing_ok=True)
-                else:
-                    served.append((inst, path))
-        except PacsError as exc:
-            log.warning("RAD-69: PACS %s failed for study %s: %s", adapter.name, study_uid, exc)
-            errors.append(RegistryError(E.XDSRepositoryError, f"study {study_uid}: the PACS {adapter.name} could "
-                                        f"not deliver the instances: {exc}", study_uid))
-            errors += [RegistryError(E.XDSDocumentUniqueIdError, f"instance {i.sop} was not delivered by the PACS "
-                                     f"{adapter.name}", i.sop) for i in by_sop.values()]
-            continue
-        errors += [RegistryError(E.XDSDocumentUniqueIdError, f"instance {i.sop} is not in series {i.series} of "
-                                 f"study {study_uid} on the PACS {adapter.name}", i.sop) for i in by_sop.values()]
+        else:
+            fetches.append(StudyFetch(study_uid, adapter, by_sop))
+    return fetches, errors
+
+
+def _is_current_manifest(ids, fetch: StudyFetch) -> bool:  # type: ignore[no-untyped-def]
+    """The request lists exactly the instances of the study's published manifest (streamable)."""
+    return fetch.study not in ids.verify_first and ids.manifest_digest(fetch.study) == state.digest(fetch.by_sop)
+
+
+def _fetch(fetch: StudyFetch, syntaxes: list[str],
+           spool: Path) -> tuple[list[tuple[InstanceRequest, Path]], list[RegistryError]]:
+    """Fetch the listed instances of one study into the spool and fix their encoding; an error for each
+    listed instance that did not come or cannot be encoded."""
+    errors: list[RegistryError] = []
+    served: list[tuple[InstanceRequest, Path]] = []
+    by_sop, adapter, study_uid = dict(fetch.by_sop), fetch.adapter, fetch.study
+    try:
+        for path in adapter.retrieve_listed(study_uid, fetch.by_series(), spool):
+            sop, stored = _file_head(path)
+            inst = by_sop.pop(sop, None)
+            if inst is None:  # not listed, or delivered twice: the adapter yields only listed ones
+                path.unlink(missing_ok=True)
+                continue
+            problem = _encode_for(path, syntaxes, sop, stored)
+            if problem:
+                errors.append(problem)
+                path.unlink(missing_ok=True)
+            else:
+                served.append((inst, path))
+    except PacsError as exc:
+        log.warning("RAD-69: PACS %s failed for study %s: %s", adapter.name, study_uid, exc)
+        errors.append(RegistryError(E.XDSRepositoryError, f"study {study_uid}: the PACS {adapter.name} could "
+                                    f"not deliver the instances: {exc}", study_uid))
+        errors += [RegistryError(E.XDSDocumentUniqueIdError, f"instance {i.sop} was not delivered by the PACS "
+                                 f"{adapter.name}", i.sop) for i in by_sop.values()]
+        return served, errors
+    errors += [RegistryError(E.XDSDocumentUniqueIdError, f"instance {i.sop} is not in series {i.series} of "
+                             f"study {study_uid} on the PACS {adapter.name}", i.sop) for i in by_sop.values()]
     return served, errors
+
+
+def _streamed(ids, fetches: list[StudyFetch], syntaxes: list[str]) -> SoapResponse:  # type: ignore[no-untyped-def]
+    """Success up front; the instances follow as they arrive (see the module docstring)."""
+    cids = {sop: new_content_id() for f in fetches for sop in f.by_sop}
+    responses = [_document_response(ids, inst, cids[sop]) for f in fetches for sop, inst in f.by_sop.items()]
+    return _answer(v.RESPONSE_SUCCESS, [], responses, _arrivals(ids, fetches, syntaxes, cids))
+
+
+async def _arrivals(ids, fetches: list[StudyFetch], syntaxes: list[str],  # type: ignore[no-untyped-def]
+                    cids: dict[str, str]) -> AsyncIterator[tuple[str, str, Iterator[bytes]]]:
+    """The MTOM parts of a streamed answer, in the order the instances arrive. A thread fetches into the
+    spool (the adapters block) while this sends; the spool goes when both are done with it."""
+    spool = Path(tempfile.mkdtemp(prefix="rad69-", dir=ids.spool_dir))
+    loop = asyncio.get_running_loop()
+    arrived: asyncio.Queue = asyncio.Queue()
+    stop = threading.Event()
+    finished: list[str] = []
+    lock = threading.Lock()
+
+    def done(who: str) -> None:
+        with lock:
+            finished.append(who)
+            if len(finished) == 2:
+                shutil.rmtree(spool, ignore_errors=True)
+
+    def fetch_all() -> None:
+        try:
+            for fetch in fetches:
+                missing = dict(fetch.by_sop)
+                for path in fetch.adapter.retrieve_listed(fetch.study, fetch.by_series(), spool):
+                    if stop.is_set():  # the consumer went away
+                        return
+                    sop, stored = _file_head(path)
+                    if missing.pop(sop, None) is None:
+                        path.unlink(missing_ok=True)
+                        continue
+                    problem = _encode_for(path, syntaxes, sop, stored)
+                    if problem is not None:
+                        raise RetrieveAborted(fetch.study, problem.message)
+                    loop.call_soon_threadsafe(arrived.put_nowait, (sop, path))
+                if missing:
+                    raise RetrieveAborted(fetch.study, f"{len(missing)} instance(s) of its manifest did not come "
+                                          f"from the PACS {fetch.adapter.name}, e.g. {next(iter(missing))}")
+            loop.call_soon_threadsafe(arrived.put_nowait, None)
+        except PacsError as exc:
+            loop.call_soon_threadsafe(arrived.put_nowait, RetrieveAborted(fetch.study, str(exc)))
+        except BaseException as exc:  # noqa: BLE001 -- handed to the sending side, which raises it
+            loop.call_soon_threadsafe(arrived.put_nowait, exc)
+        finally:
+            done("fetch")
+
+    threading.Thread(target=fetch_all, name="rad69-fetch", daemon=True).start()
+    try:
+        while (item := await arrived.get()) is not None:
+            if isinstance(item, RetrieveAborted):
+                study, why = item.args
+                ids.verify_first.add(study)
+                log.warning("RAD-69: streamed answer cut off for study %s: %s; this study is now answered "
+                            "after fetching all of it", study, why)
+                raise item
+            if isinstance(item, BaseException):
+                raise item
+            sop, path = item
+            yield cids[sop], "application/dicom", _stream_then_delete(path)
+    finally:
+        stop.set()
+        done("send")
 
 
 def _file_head(path: Path) -> tuple[str, str]:

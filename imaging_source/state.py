@@ -7,7 +7,9 @@ its manifest was built. RAD-69 uses the table to find which PACS holds a study.
 
 from __future__ import annotations
 
+import hashlib
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import Column, Connection, Float, Integer, MetaData, String, Table, delete, insert, select
@@ -43,6 +45,12 @@ class Published:
     instances: int
     status: str
     published_at: float
+
+
+def digest(sop_instance_uids: Iterable[str]) -> str:
+    """Identifies a set of instances (a manifest's, or a RAD-69 request's for one study): the SHA-1 of the
+    sorted SOP Instance UIDs."""
+    return hashlib.sha1("\n".join(sorted(sop_instance_uids)).encode()).hexdigest()
 
 
 def get(conn: Connection, study_instance_uid: str) -> Published | None:

@@ -287,3 +287,72 @@ def test_rad69_reconciles_what_the_pacs_delivered(orthanc_pair, tmp_path: Path) 
             assert (status, set(got), missing) == (v.RESPONSE_PARTIAL_SUCCESS, {m1[0]}, sorted(["../x", m2[0]])), name
             status, got, missing = answer(request({s1: m1[:1]}, study_uid="1.2.3*"))
             assert (status, got, missing) == (v.RESPONSE_FAILURE, {}, m1[:1]), name
+
+
+def test_rad69_streams_a_published_study_and_cuts_off_when_the_pacs_fails_it(orthanc_pair,  # type: ignore[no-untyped-def]
+                                                                             tmp_path: Path) -> None:
+    """A request for exactly the instances of a study's published manifest is answered Success up front,
+    each instance sent as it arrives. If the PACS then fails to deliver one (deleted since publication),
+    the HTTP transfer is cut off before the package ends, so the consumer cannot take it for a complete
+    answer; the retry is answered after fetching everything, with a true PartialSuccess. Over DIMSE C-GET
+    (hospital A) and DICOMweb (hospital B)."""
+    import time as _time
+
+    from imaging_source import state
+
+    pair = orthanc_pair
+    spool = tmp_path / "ids-spool"
+    ids = ImagingSource(ids_config(tmp_path, pair, "http://127.0.0.1:9/registry", "http://127.0.0.1:9/repository"),
+                        db_url=f"sqlite:///{tmp_path / 'ids.db'}", spool_dir=str(spool))
+    with serve(create_app(ids)) as base:
+        url = base + "/imaging-source"
+        for pacs_name, pacs in (("hospital-a", pair.a), ("hospital-b", pair.b)):
+            files = make_study(f"S-{pacs_name}", "HOSP_A", out_dir=tmp_path / pacs_name, series=2,
+                               instances_per_series=3)
+            store_files(files, http_url=pacs.http_url)
+            headers = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+            study = str(headers[0].StudyInstanceUID)
+            sops = [str(ds.SOPInstanceUID) for ds in headers]
+            with ids.engine.begin() as conn:  # what publishing the study's manifest records (RAD-68 not needed here)
+                state.put(conn, state.Published(study, pacs_name, "urn:uuid:" + "0" * 32, "1.2.3", DOMAIN_PID,
+                                                state.digest(sops), len(sops), state.PUBLISHED, state.now()))
+            root = etree.Element(q(XDSI, "RetrieveImagingDocumentSetRequest"), nsmap={"xdsiB": XDSI, "xdsb": XDSB})
+            st = etree.SubElement(root, q(XDSI, "StudyRequest"), studyInstanceUID=study)
+            for ds in headers:
+                se = st.find(f"{q(XDSI, 'SeriesRequest')}[@seriesInstanceUID='{ds.SeriesInstanceUID}']")
+                if se is None:
+                    se = etree.SubElement(st, q(XDSI, "SeriesRequest"), seriesInstanceUID=str(ds.SeriesInstanceUID))
+                dr = etree.SubElement(se, q(XDSB, "DocumentRequest"))
+                etree.SubElement(dr, q(XDSB, "RepositoryUniqueId")).text = IDS_UID
+                etree.SubElement(dr, q(XDSB, "DocumentUniqueId")).text = str(ds.SOPInstanceUID)
+            etree.SubElement(etree.SubElement(root, q(XDSI, "TransferSyntaxUIDList")),
+                             q(XDSI, "TransferSyntaxUID")).text = EXPLICIT_LE
+
+            body, parts = mtom_call(url, RAD69, root)
+            assert body.find(q(RS, "RegistryResponse")).get("status") == v.RESPONSE_SUCCESS, pacs_name
+            got = documents(body, parts)
+            assert set(got) == set(sops), pacs_name
+            for sop, data in got.items():
+                assert dataset_bytes(data) == dataset_bytes(pacs.instance_file(sop)), pacs_name
+
+            gone = sops[4]
+            pacs.http.delete(f"/instances/{pacs.instance_id(gone)}").raise_for_status()
+            data = etree.tostring(request_envelope(root, RAD69, url))
+            ctype = {"Content-Type": f'application/soap+xml; charset=UTF-8; action="{RAD69}"'}
+            try:
+                resp = httpx.post(url, content=data, timeout=60, headers=ctype)
+            except httpx.RemoteProtocolError as exc:  # the transfer was cut off
+                assert "incomplete" in str(exc) or "closed" in str(exc), (pacs_name, exc)
+            else:
+                raise AssertionError(f"{pacs_name}: a streamed answer missing {gone} completed: {resp.status_code}")
+            assert study in ids.verify_first, pacs_name
+
+            body, parts = mtom_call(url, RAD69, root)
+            assert body.find(q(RS, "RegistryResponse")).get("status") == v.RESPONSE_PARTIAL_SUCCESS, pacs_name
+            assert set(documents(body, parts)) == set(sops) - {gone}, pacs_name
+            assert [(e.get("errorCode"), e.get("location")) for e in body.iter(q(RS, "RegistryError"))] == \
+                [("XDSDocumentUniqueIdError", gone)], pacs_name
+        deadline = _time.monotonic() + 10
+        while any(spool.iterdir()) and _time.monotonic() < deadline:  # the fetch thread ends on its own
+            _time.sleep(0.05)
+        assert not any(spool.iterdir()), list(spool.iterdir())

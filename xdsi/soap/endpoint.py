@@ -11,7 +11,7 @@ import inspect
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
@@ -52,14 +52,16 @@ class SoapResponse:
 
     ``attachments`` are ``(content_id, content_type, source)`` tuples (source: bytes, a path, an async or
     sync iterator of bytes) or :class:`Attachment` objects; reference them from ``body`` with
-    :func:`xdsi.soap.mtom.xop_include`. ``mtom`` forces (True) or forbids (False) an MTOM reply; the
+    :func:`xdsi.soap.mtom.xop_include`. They may also come from an async iterator of such tuples, which
+    produces them while the answer is being sent (see :func:`xdsi.soap.mtom.mtom_response`). ``mtom`` forces (True) or forbids (False) an MTOM reply; the
     default ``None`` sends MTOM when there are attachments, or when the request was MTOM and the endpoint
     mirrors the request's form.
     """
 
     action: str
     body: bytes | etree._Element
-    attachments: list[Union[tuple[str, str, PartSource], Attachment]] = field(default_factory=list)
+    attachments: list[Union[tuple[str, str, PartSource], Attachment]] | AsyncIterable[tuple[str, str, PartSource]] = \
+        field(default_factory=list)
     status_code: int = 200
     mtom: bool | None = None
 
@@ -273,7 +275,8 @@ def soap_endpoint(
             return _fault_response(fault, relates_to)
 
     def _reply(result: SoapResponse, relates_to: str | None, was_mtom: bool, attachments: dict[str, Attachment]) -> Response:
-        parts = [_as_part(item) for item in result.attachments]
+        parts = ([_as_part(item) for item in result.attachments] if isinstance(result.attachments, list)
+                 else result.attachments)
         envelope = build_envelope(result.action, relates_to, result.body)
         use_mtom = result.mtom if result.mtom is not None else bool(parts) or (mirror_mtom and was_mtom)
         cleanup = BackgroundTask(_cleanup, attachments) if attachments else None

@@ -656,8 +656,8 @@ async def _iter_source(source: PartSource) -> AsyncIterator[bytes]:
             yield piece
 
 
-def _frame(parts: list[tuple[str, str, PartSource]], action: str | None) -> tuple[str, bytes, list[bytes], bytes]:
-    """Content-Type header, root part head, part heads and closing delimiter of one MTOM package."""
+def _frame(action: str | None) -> tuple[str, str, bytes, bytes]:
+    """Content-Type header, boundary, root part head and closing delimiter of one MTOM package."""
     boundary = "MIMEBoundary_" + uuid.uuid4().hex
     root_cid = "root.%s@xdsi.local" % uuid.uuid4().hex
     header = (
@@ -666,32 +666,37 @@ def _frame(parts: list[tuple[str, str, PartSource]], action: str | None) -> tupl
     )
     if action:
         header += '; action="%s"' % _header_value(action, "action").replace('"', "")
-    heads = []
-    for content_id, content_type, _source in parts:
-        heads.append(
-            (
-                "\r\n--%s\r\nContent-Type: %s\r\nContent-Transfer-Encoding: binary\r\nContent-ID: <%s>\r\n\r\n"
-                % (boundary, _header_value(content_type, "content type"), _header_value(content_id, "Content-ID"))
-            ).encode("latin-1")
-        )
     root_head = (
         "--%s\r\nContent-Type: %s\r\nContent-Transfer-Encoding: binary\r\nContent-ID: <%s>\r\n\r\n"
         % (boundary, ROOT_CONTENT_TYPE, root_cid)
     ).encode("ascii")
     closing = ("\r\n--%s--\r\n" % boundary).encode("ascii")
-    return header, root_head, heads, closing
+    return header, boundary, root_head, closing
+
+
+def _part_head(boundary: str, content_id: str, content_type: str) -> bytes:
+    return (
+        "\r\n--%s\r\nContent-Type: %s\r\nContent-Transfer-Encoding: binary\r\nContent-ID: <%s>\r\n\r\n"
+        % (boundary, _header_value(content_type, "content type"), _header_value(content_id, "Content-ID"))
+    ).encode("latin-1")
+
+
+Part = tuple[str, str, PartSource]
 
 
 def mtom_response(
     envelope_xml: bytes,
-    parts: list[tuple[str, str, PartSource]],
+    parts: list[Part] | AsyncIterable[Part],
     *,
     action: str | None = None,
 ) -> tuple[str, AsyncIterator[bytes]]:
     """Stream an MTOM/XOP package: the envelope as root part, then each ``(content_id, content_type, source)``.
 
     A source is bytes, a file path (or :class:`Attachment`), or an (async) iterator of bytes; files are
-    read in 1 MiB pieces, so the package is never held in memory.
+    read in 1 MiB pieces, so the package is never held in memory. ``parts`` may also be an async iterator
+    producing the parts while the package goes out (RAD-69 sends each instance as it arrives from the
+    PACS); an exception it raises ends the body there, without the closing delimiter, so the HTTP
+    transfer fails rather than delivering a package with parts missing.
 
     Returns
     -------
@@ -699,13 +704,23 @@ def mtom_response(
         The HTTP Content-Type (multipart/related with boundary, type, start, start-info and ``action``
         when given) and an async iterator of the body bytes.
     """
-    header, root_head, heads, closing = _frame(parts, action)
+    header, boundary, root_head, closing = _frame(action)
+    # A list's heads are made now: a bad Content-ID fails before the status line goes out.
+    heads = [_part_head(boundary, cid, ctype) for cid, ctype, _source in parts] if isinstance(parts, list) else None
+
+    async def each_part() -> AsyncIterator[tuple[bytes, PartSource]]:
+        if heads is not None:
+            for head, (_cid, _ctype, source) in zip(heads, parts):  # type: ignore[arg-type]
+                yield head, source
+        else:
+            async for cid, ctype, source in parts:  # type: ignore[union-attr]
+                yield _part_head(boundary, cid, ctype), source
 
     async def body() -> AsyncIterator[bytes]:
         # The framing and in-memory parts go out joined: each piece is one write to the socket, and a small
         # answer (an ITI-41 RegistryResponse) is then one write instead of three.
         pending = [root_head, envelope_xml]
-        for head, (_cid, _ctype, source) in zip(heads, parts):
+        async for head, source in each_part():
             pending.append(head)
             if isinstance(source, (bytes, bytearray, memoryview)) and len(source) <= _CHUNK:
                 pending.append(bytes(source))
@@ -728,7 +743,8 @@ def mtom_request(
 ) -> tuple[str, Iterator[bytes]]:
     """The same package for a blocking HTTP client (our SOAP client): parts are bytes or file paths,
     read in 1 MiB pieces."""
-    header, root_head, heads, closing = _frame(parts, action)
+    header, boundary, root_head, closing = _frame(action)
+    heads = [_part_head(boundary, cid, ctype) for cid, ctype, _source in parts]
 
     def body() -> Iterator[bytes]:
         yield root_head
