@@ -40,7 +40,7 @@ from pydicom.filereader import read_file_meta_info
 from pydicom.uid import UID
 
 from imaging_source import state
-from imaging_source.pacs.base import PART10_HEAD, PacsAdapter, PacsError, is_uid, part10_uids
+from imaging_source.pacs.base import PART10_HEAD, PacsAdapter, PacsError, Received, is_uid, part10_uids
 from xdsi.ebxml.namespaces import XDSB, XDSI
 from xdsi.ebxml.response import error_list, response_status
 from xdsi.metadata import vocabulary as v
@@ -273,14 +273,58 @@ def _streamed(ids, fetches: list[StudyFetch], syntaxes: list[str]) -> SoapRespon
     return _answer(v.RESPONSE_SUCCESS, [], responses, _arrivals(ids, fetches, syntaxes, cids))
 
 
+#: Bytes of instances fetched but not yet sent that one streamed answer may hold (in memory or spool):
+#: the fetch waits beyond it, so a slow consumer slows the PACS transfer instead of filling memory.
+IN_FLIGHT_BYTES = 64 << 20
+
+
+class _Budget:
+    """Bytes in flight between the fetching thread and the sending coroutine."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.used = limit, 0
+        self._cond = threading.Condition()
+
+    def take(self, n: int, stop: threading.Event) -> bool:
+        """Wait for room for ``n`` bytes (always granted when nothing is in flight); False if ``stop`` is set."""
+        with self._cond:
+            while self.used and self.used + n > self.limit:
+                if stop.is_set():
+                    return False
+                self._cond.wait(0.1)
+            self.used += n
+            return not stop.is_set()
+
+    def give(self, n: int) -> None:
+        with self._cond:
+            self.used -= n
+            self._cond.notify_all()
+
+
+def _received(path: Path) -> Received:
+    """A file delivered by ``retrieve_listed``, as :class:`Received`."""
+    sop, stored = _file_head(path)
+    return Received(sop, stored, path.stat().st_size, path=path)
+
+
+def _sent_then_given(got: Received, budget: _Budget) -> Iterator[bytes]:
+    try:
+        yield from got.chunks()
+    finally:
+        got.discard()
+        budget.give(got.size)
+
+
 async def _arrivals(ids, fetches: list[StudyFetch], syntaxes: list[str],  # type: ignore[no-untyped-def]
                     cids: dict[str, str]) -> AsyncIterator[tuple[str, str, Iterator[bytes]]]:
-    """The MTOM parts of a streamed answer, in the order the instances arrive. A thread fetches into the
-    spool (the adapters block) while this sends; the spool goes when both are done with it."""
+    """The MTOM parts of a streamed answer, in the order the instances arrive. A thread fetches (the
+    adapters block) while this sends, at most :data:`IN_FLIGHT_BYTES` ahead; in memory with an adapter
+    that has ``stream_listed``, else through files in the spool, which goes when both sides are done."""
     spool = Path(tempfile.mkdtemp(prefix="rad69-", dir=ids.spool_dir))
     loop = asyncio.get_running_loop()
     arrived: asyncio.Queue = asyncio.Queue()
     stop = threading.Event()
+    budget = _Budget(IN_FLIGHT_BYTES)
     finished: list[str] = []
     lock = threading.Lock()
 
@@ -294,17 +338,20 @@ async def _arrivals(ids, fetches: list[StudyFetch], syntaxes: list[str],  # type
         try:
             for fetch in fetches:
                 missing = dict(fetch.by_sop)
-                for path in fetch.adapter.retrieve_listed(fetch.study, fetch.by_series(), spool):
-                    if stop.is_set():  # the consumer went away
-                        return
-                    sop, stored = _file_head(path)
-                    if missing.pop(sop, None) is None:
-                        path.unlink(missing_ok=True)
+                stream = getattr(fetch.adapter, "stream_listed", None)
+                delivered: Iterator[Received] = (
+                    stream(fetch.study, fetch.by_series(), spool) if stream is not None else
+                    (_received(path) for path in fetch.adapter.retrieve_listed(fetch.study, fetch.by_series(), spool)))
+                for got in delivered:
+                    if missing.pop(got.sop_instance_uid, None) is None:
+                        got.discard()
                         continue
-                    problem = _encode_for(path, syntaxes, sop, stored)
-                    if problem is not None:
-                        raise RetrieveAborted(fetch.study, problem.message)
-                    loop.call_soon_threadsafe(arrived.put_nowait, (sop, path))
+                    if got.transfer_syntax not in syntaxes:
+                        got = _transcoded(got, syntaxes, spool, fetch.study)
+                    if not budget.take(got.size, stop):  # the consumer went away
+                        got.discard()
+                        return
+                    loop.call_soon_threadsafe(arrived.put_nowait, got)
                 if missing:
                     raise RetrieveAborted(fetch.study, f"{len(missing)} instance(s) of its manifest did not come "
                                           f"from the PACS {fetch.adapter.name}, e.g. {next(iter(missing))}")
@@ -327,11 +374,29 @@ async def _arrivals(ids, fetches: list[StudyFetch], syntaxes: list[str],  # type
                 raise item
             if isinstance(item, BaseException):
                 raise item
-            sop, path = item
-            yield cids[sop], "application/dicom", _stream_then_delete(path)
+            yield cids[item.sop_instance_uid], "application/dicom", _sent_then_given(item, budget)
     finally:
         stop.set()
+        while not arrived.empty():  # fetched, never sent
+            if isinstance(got := arrived.get_nowait(), Received):
+                got.discard()
         done("send")
+
+
+def _transcoded(got: Received, syntaxes: list[str], spool: Path, study: str) -> Received:
+    """An instance in a syntax the consumer did not list: transcoded (uncompressed syntaxes), else the
+    answer is cut off."""
+    if got.path is None:
+        path = spool / f"{got.sop_instance_uid}.dcm"
+        with open(path, "wb") as fh:
+            fh.writelines(got.chunks())
+        got = Received(got.sop_instance_uid, got.transfer_syntax, got.size, path=path)
+    assert got.path is not None
+    problem = _encode_for(got.path, syntaxes, got.sop_instance_uid, got.transfer_syntax)
+    if problem is not None:
+        got.discard()
+        raise RetrieveAborted(study, problem.message)
+    return _received(got.path)
 
 
 def _file_head(path: Path) -> tuple[str, str]:

@@ -335,6 +335,16 @@ def test_rad69_streams_a_published_study_and_cuts_off_when_the_pacs_fails_it(ort
             for sop, data in got.items():
                 assert dataset_bytes(data) == dataset_bytes(pacs.instance_file(sop)), pacs_name
 
+            # A consumer that takes only Implicit VR LE: each instance transcoded on its way through.
+            root.find(f"{q(XDSI, 'TransferSyntaxUIDList')}/{q(XDSI, 'TransferSyntaxUID')}").text = IMPLICIT_LE
+            body, parts = mtom_call(url, RAD69, root)
+            assert body.find(q(RS, "RegistryResponse")).get("status") == v.RESPONSE_SUCCESS, pacs_name
+            for sop, data in documents(body, parts).items():
+                ds, held = pydicom.dcmread(io.BytesIO(data)), pydicom.dcmread(io.BytesIO(pacs.instance_file(sop)))
+                assert ds.file_meta.TransferSyntaxUID == IMPLICIT_LE != held.file_meta.TransferSyntaxUID, pacs_name
+                assert ds.SOPInstanceUID == sop and ds.PixelData == held.PixelData, pacs_name
+            root.find(f"{q(XDSI, 'TransferSyntaxUIDList')}/{q(XDSI, 'TransferSyntaxUID')}").text = EXPLICIT_LE
+
             gone = sops[4]
             pacs.http.delete(f"/instances/{pacs.instance_id(gone)}").raise_for_status()
             data = etree.tostring(request_envelope(root, RAD69, url))
@@ -356,3 +366,29 @@ def test_rad69_streams_a_published_study_and_cuts_off_when_the_pacs_fails_it(ort
         while any(spool.iterdir()) and _time.monotonic() < deadline:  # the fetch thread ends on its own
             _time.sleep(0.05)
         assert not any(spool.iterdir()), list(spool.iterdir())
+
+
+def test_streamed_answer_holds_a_bounded_number_of_bytes() -> None:
+    """The fetch of a streamed RAD-69 waits while the bytes fetched but not yet sent exceed the budget (one
+    instance larger than the budget still goes, alone), and gives up when the consumer has gone."""
+    import threading
+    import time as _time
+
+    from imaging_source.retrieve import _Budget
+
+    budget, stop = _Budget(100), threading.Event()
+    assert budget.take(300, stop) and budget.used == 300  # nothing in flight: granted whatever its size
+    taken: list[bool] = []
+    waiter = threading.Thread(target=lambda: taken.append(budget.take(50, stop)))
+    waiter.start()
+    _time.sleep(0.3)
+    assert taken == [] and budget.used == 300  # still waiting for room
+    budget.give(300)
+    waiter.join(5)
+    assert taken == [True] and budget.used == 50
+    assert budget.take(50, stop) and budget.used == 100
+    late = threading.Thread(target=lambda: taken.append(budget.take(10, stop)))
+    late.start()
+    stop.set()
+    late.join(5)
+    assert taken == [True, False]

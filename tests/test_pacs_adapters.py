@@ -246,6 +246,33 @@ def test_retrieve_unknown_is_empty(kind: str, loaded: Loaded, tmp_path: Path) ->
         list(adapter.retrieve(loaded.study_uid["A"], tmp_path, sop_instance_uids=["../etc"]))
 
 
+@pytest.mark.parametrize("spill", [False, True])
+def test_stream_listed_delivers_the_stored_files(spill: bool, loaded: Loaded, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """DICOMweb stream_listed (RAD-69's streamed answer) delivers the same instances as retrieve_listed, byte
+    for byte as Orthanc stores them, with their UIDs from the File Meta Information: in memory, or past
+    SPILL_BYTES in a spool file that goes once read."""
+    from imaging_source.pacs import dicomweb
+
+    if spill:
+        monkeypatch.setattr(dicomweb, "SPILL_BYTES", 1024)
+    pacs = loaded.pair.b
+    by_series: dict[str, list[str]] = {}
+    for uid, ds in stored(loaded.files["B"]).items():
+        by_series.setdefault(ds.SeriesInstanceUID, []).append(uid)
+    (s1, m1), (s2, m2) = sorted((k, sorted(v)) for k, v in by_series.items())
+    adapter = make_adapter("dicomweb", pacs, loaded.pair)
+    spool = tmp_path / "spool"
+    got = list(adapter.stream_listed(loaded.study_uid["B"], {s1: [*m1, m2[0]], s2: [m2[1]]}, spool))
+    assert sorted(g.sop_instance_uid for g in got) == sorted([*m1, m2[1]])
+    assert all((g.path is not None) == spill and (g.pieces is None) == spill for g in got)
+    for g in got:
+        data = b"".join(g.chunks())
+        assert data == pacs.instance_file(g.sop_instance_uid) and g.size == len(data)
+        assert g.transfer_syntax == str(ImplicitVRLittleEndian)
+    assert not any(spool.iterdir())  # spilled files are deleted once read
+
+
 @pytest.mark.parametrize("kind", [*RETRIEVE_KINDS, "folder"])
 def test_retrieve_listed_yields_what_each_series_holds(kind: str, loaded: Loaded, tmp_path: Path) -> None:
     """retrieve_listed (RAD-69's fetch, no tree query first) yields exactly the listed instances that

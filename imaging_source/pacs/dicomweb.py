@@ -14,10 +14,10 @@ import contextlib
 import http.client
 import os
 import uuid
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import date
 from pathlib import Path
-from typing import Any, BinaryIO, Self
+from typing import Any, BinaryIO, Self, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -27,6 +27,7 @@ from imaging_source.pacs.base import (
     PART10_HEAD,
     Instance,
     PacsError,
+    Received,
     Series,
     Study,
     check_uid,
@@ -38,10 +39,14 @@ from imaging_source.pacs.base import (
 
 __all__ = ["DicomWebAdapter", "MultipartError", "iter_multipart"]
 
+T_ = TypeVar("T_")
+
 WADO_ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 QIDO_ACCEPT = "application/dicom+json"
 _PAGE = 1000  # QIDO-RS limit per request; the adapter pages with offset
 _READ = 1 << 20  # WADO-RS body read size
+#: Instances up to this size stream through memory (stream_listed); larger ones through a spool file.
+SPILL_BYTES = 32 << 20
 
 # Tags (DICOM JSON keys) read from QIDO-RS answers.
 T = {
@@ -349,7 +354,7 @@ class DicomWebAdapter:
         dest_dir.mkdir(parents=True, exist_ok=True)
         if sop_instance_uids is None:
             path = f"/studies/{uid}" + (f"/series/{series_instance_uid}" if series_instance_uid else "")
-            yield from self._wado(path, dest_dir)
+            yield from self._wado(path, lambda events: _write_parts(events, dest_dir))
             return
         listed = {check_uid(u, "SOPInstanceUID") for u in sop_instance_uids}
         if series_instance_uid:
@@ -367,29 +372,50 @@ class DicomWebAdapter:
         """One series-level QIDO-RS for the series sizes, then per listed series one series-level WADO-RS
         when at least half of it is listed (the unlisted rest is dropped), else one WADO-RS per instance.
         WADO-RS resolves the whole path, so what arrives is in the series and study it is listed under."""
+        dest_dir = Path(dest_dir)
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        for resource, keep in self._listed_requests(study_instance_uid, wanted):
+            for path in self._wado(resource, lambda events: _write_parts(events, dest_dir)):
+                if keep is None or path.stem in keep:
+                    yield path
+                else:
+                    path.unlink(missing_ok=True)
+
+    def stream_listed(self, study_instance_uid: str, wanted: Mapping[str, Collection[str]],
+                      spill_dir: Path) -> Iterator[Received]:
+        """The same requests as :meth:`retrieve_listed`; each instance kept in memory, or in a file of
+        ``spill_dir`` once it passes :data:`SPILL_BYTES`."""
+        spill_dir = Path(spill_dir)
+        spill_dir.mkdir(parents=True, exist_ok=True)
+        for resource, keep in self._listed_requests(study_instance_uid, wanted):
+            for got in self._wado(resource, lambda events: _collect_parts(events, spill_dir)):
+                if keep is None or got.sop_instance_uid in keep:
+                    yield got
+                else:
+                    got.discard()
+
+    def _listed_requests(self, study_instance_uid: str,
+                         wanted: Mapping[str, Collection[str]]) -> list[tuple[str, set[str] | None]]:
+        """The WADO-RS resources that cover ``wanted``, each with the SOP Instance UIDs to keep from it
+        (None: all)."""
         uid = check_uid(study_instance_uid, "StudyInstanceUID")
         listed = {check_uid(series, "SeriesInstanceUID"): {check_uid(u, "SOPInstanceUID") for u in uids}
                   for series, uids in wanted.items()}
-        dest_dir = Path(dest_dir)
-        dest_dir.mkdir(parents=True, exist_ok=True)
         sizes = {_text(m, "SeriesInstanceUID"): _int(m, "NumberOfSeriesRelatedInstances")
                  for m in self._qido(f"/studies/{uid}/series", {"includefield": T["NumberOfSeriesRelatedInstances"]})}
+        out: list[tuple[str, set[str] | None]] = []
         for series, sops in listed.items():
             if series not in sizes or not sops:
                 continue
             held = sizes[series]
             if held is not None and held <= 2 * len(sops):
-                for path in self._wado(f"/studies/{uid}/series/{series}", dest_dir):
-                    if path.stem in sops:
-                        yield path
-                    else:
-                        path.unlink(missing_ok=True)
+                out.append((f"/studies/{uid}/series/{series}", sops))
             else:
-                for sop in sorted(sops):
-                    yield from self._wado(f"/studies/{uid}/series/{series}/instances/{sop}", dest_dir)
+                out += [(f"/studies/{uid}/series/{series}/instances/{sop}", None) for sop in sorted(sops)]
+        return out
 
-    def _wado(self, path: str, dest_dir: Path) -> Iterator[Path]:
-        """One WADO-RS request, its parts written to ``dest_dir`` as they stream in.
+    def _wado(self, path: str, sink: Callable[[Iterator[tuple[str, Any]]], Iterator[T_]]) -> Iterator[T_]:
+        """One WADO-RS request, its parts handed to ``sink`` (files or memory) as they stream in.
 
         The body is read with ``http.client`` rather than httpx: it is the bulk of a RAD-69 (a study is
         hundreds of MiB), and httpx's h11 parser copied it twice more in Python, a third of the imaging
@@ -408,7 +434,7 @@ class DicomWebAdapter:
                 raise PacsError(f"WADO-RS {url} on PACS {self.name!r}: HTTP {r.status} {r.read(200)!r}")
             try:
                 boundary = _boundary(r.getheader("content-type", ""))
-                yield from _write_parts(iter_multipart(iter(lambda: r.read1(_READ), b""), boundary), dest_dir)
+                yield from sink(iter_multipart(iter(lambda: r.read1(_READ), b""), boundary))
             except MultipartError as err:
                 raise PacsError(f"WADO-RS {url} on PACS {self.name!r}: bad multipart response: {err}") from err
         except (OSError, http.client.HTTPException) as err:
@@ -454,6 +480,56 @@ def _write_parts(events: Iterator[tuple[str, Any]], dest_dir: Path) -> Iterator[
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+
+
+def _collect_parts(events: Iterator[tuple[str, Any]], spill_dir: Path) -> Iterator[Received]:
+    """Each application/dicom part as a :class:`Received`: its pieces as they came (no join, no copy), moved
+    to a file in ``spill_dir`` once the part passes :data:`SPILL_BYTES`."""
+    pieces: list[bytes] = []
+    head = bytearray()
+    size = 0
+    out: BinaryIO | None = None
+    path: Path | None = None
+    token = uuid.uuid4().hex
+    try:
+        for n, (kind, value) in enumerate(events):
+            if kind == "headers":
+                ctype = value.get("content-type", "application/dicom").split(";")[0].strip().lower()
+                if ctype != "application/dicom":
+                    raise MultipartError(f"part of type {ctype!r}, expected application/dicom")
+                pieces, size, path = [], 0, None
+                head.clear()
+            elif kind == "data":
+                if len(head) < PART10_HEAD:
+                    head += value[:PART10_HEAD - len(head)]
+                size += len(value)
+                if out is None and size > SPILL_BYTES:
+                    path = spill_dir / f".spill-{token}-{n}.dcm"
+                    out = open(path, "xb")  # noqa: SIM115 -- closed at the part's end or in the finally below
+                    out.writelines(pieces)
+                    pieces = []
+                if out is not None:
+                    out.write(value)
+                else:
+                    pieces.append(value)
+            else:
+                uids = part10_uids(bytes(head))
+                if uids is None or not is_uid(uids[0]):
+                    raise MultipartError("a part is not a DICOM Part 10 file with a SOP Instance UID and a "
+                                         "transfer syntax in its File Meta Information")
+                spilled, path = path, None  # handed over: no longer ours to delete
+                if out is not None:
+                    out.close()
+                    out = None
+                    yield Received(uids[0], uids[1], size, path=spilled)
+                else:
+                    yield Received(uids[0], uids[1], size, pieces=pieces)
+    finally:
+        if out is not None:
+            out.close()
+        if path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
 
 def _sop_instance_uid(path: Path) -> str:
