@@ -50,11 +50,11 @@ class ImagingSource:
         #: this process answers them from the spool from then on, with a true status (imaging_source.retrieve).
         self.verify_first: set[str] = set()
 
-    def manifest_digest(self, study_uid: str) -> str | None:
-        """The instance digest (:func:`state.digest`) of the study's current manifest, if one is published."""
+    def manifest_tree(self, study_uid: str) -> str | None:
+        """The tree digest (:func:`state.tree_digest`) of the study's current manifest, if one is published."""
         with self.engine.connect() as conn:
             published = state.get(conn, study_uid)
-        return published.digest if published is not None and published.status == state.PUBLISHED else None
+        return published.tree_digest if published is not None and published.status == state.PUBLISHED else None
 
     def locate(self, study_uid: str) -> PacsAdapter | None:
         """The PACS holding a study: the one it was published from, else the first that finds it."""

@@ -105,9 +105,13 @@ class Publisher:
     def _publish(self, study: Study) -> PublishResult:
         pacs, uid = study.pacs, study.study_instance_uid
         digest = instance_digest(study)
+        tree = state.tree_digest((s.series_instance_uid, i.sop_instance_uid) for s, i in study.instances())
         with self.engine.connect() as conn:
             previous = state.get(conn, uid)
         if previous is not None and previous.status == state.PUBLISHED and previous.digest == digest:
+            if previous.tree_digest != tree:  # kept from before the column existed, or the series changed
+                with self.engine.begin() as conn:
+                    state.put(conn, state.Published(**{**previous.__dict__, "tree_digest": tree}))
             return PublishResult(pacs, uid, UNCHANGED, previous.document_unique_id)
         domain_pid = self.config.domain_patient_id(pacs, study.patient_id, study.issuer_of_patient_id)
         if domain_pid is None:
@@ -132,7 +136,7 @@ class Publisher:
                 f"{c}: {t}" for c, t in errs), errs)
         with self.engine.begin() as conn:
             state.put(conn, state.Published(uid, pacs, de.id, de.unique_id, domain_pid, digest,
-                                            sum(1 for _ in study.instances()), state.PUBLISHED, state.now()))
+                                            sum(1 for _ in study.instances()), state.PUBLISHED, state.now(), tree))
         return PublishResult(pacs, uid, REPLACED if replaces else PUBLISHED, de.unique_id)
 
     def withdraw(self, study_uid: str) -> PublishResult:

@@ -13,7 +13,8 @@ The RegistryResponse status (Success, PartialSuccess, Failure) comes first in th
 must be known before the first instance goes out. Two ways to answer:
 
 * **Streamed** when the request lists, for every study, exactly the instances of the manifest this
-  imaging source published for it (the instance digest in :mod:`imaging_source.state`), and accepts an
+  imaging source published for it, under their series (the tree digest in :mod:`imaging_source.state`),
+  and accepts an
   uncompressed transfer syntax: what a consumer asks after reading our KOS. The status is then Success up front, and each instance is sent as soon as
   it is in the spool while the next ones are fetched. If the PACS fails to deliver one after all (the
   study changed since it was published, a compressed syntax the consumer does not accept), the HTTP
@@ -148,7 +149,7 @@ def _usable_syntaxes(requested: list[str]) -> tuple[list[str], RegistryError | N
 
 def retrieve_imaging_document_set(ids, req: SoapRequest) -> SoapResponse:  # type: ignore[no-untyped-def]
     """Handle one RAD-69 request. ``ids`` provides ``config.repository_unique_id``, ``locate(study_uid)``
-    (the PACS adapter holding the study), ``manifest_digest(study_uid)``, ``verify_first`` and
+    (the PACS adapter holding the study), ``manifest_tree(study_uid)``, ``verify_first`` and
     ``spool_dir``."""
     parsed = parse_request(req.body, ids.config.repository_unique_id)
     errors = list(parsed.errors)
@@ -230,8 +231,10 @@ def _plan(ids, wanted: list[InstanceRequest]) -> tuple[list[StudyFetch], list[Re
 
 
 def _is_current_manifest(ids, fetch: StudyFetch) -> bool:  # type: ignore[no-untyped-def]
-    """The request lists exactly the instances of the study's published manifest (streamable)."""
-    return fetch.study not in ids.verify_first and ids.manifest_digest(fetch.study) == state.digest(fetch.by_sop)
+    """The request lists exactly the instances of the study's published manifest, under their series
+    (streamable)."""
+    return fetch.study not in ids.verify_first and \
+        ids.manifest_tree(fetch.study) == state.tree_digest((i.series, i.sop) for i in fetch.by_sop.values())
 
 
 def _fetch(fetch: StudyFetch, syntaxes: list[str],
@@ -339,8 +342,8 @@ async def _arrivals(ids, fetches: list[StudyFetch], syntaxes: list[str],  # type
             for fetch in fetches:
                 missing = dict(fetch.by_sop)
                 stream = getattr(fetch.adapter, "stream_listed", None)
-                delivered: Iterator[Received] = (
-                    stream(fetch.study, fetch.by_series(), spool) if stream is not None else
+                delivered: Iterator[Received] = (  # the request is the manifest: the whole study, in one go
+                    stream(fetch.study, fetch.by_series(), spool, whole_study=True) if stream is not None else
                     (_received(path) for path in fetch.adapter.retrieve_listed(fetch.study, fetch.by_series(), spool)))
                 for got in delivered:
                     if missing.pop(got.sop_instance_uid, None) is None:

@@ -2,7 +2,8 @@
 
 The publisher gives every manifest DocumentEntry its own entryUUID, so replacing a manifest (RPLC) or
 deprecating it (ITI-57) needs no registry lookup; the instance digest tells whether a study changed since
-its manifest was built. RAD-69 uses the table to find which PACS holds a study.
+its manifest was built. RAD-69 uses the table to find which PACS holds a study, and the tree digest to
+know when a request asks for exactly the manifest's instances (then it streams them).
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ published_study = Table(
     Column("instances", Integer, nullable=False),
     Column("status", String(10), nullable=False),
     Column("published_at", Float, nullable=False),
+    # tree_digest() of the manifest: RAD-69 streams a request that lists exactly these instances under these
+    # series (imaging_source.retrieve). NULL for rows published before it was kept, until the next check.
+    Column("tree_digest", String, nullable=True),
 )
 
 
@@ -45,12 +49,19 @@ class Published:
     instances: int
     status: str
     published_at: float
+    tree_digest: str | None = None
 
 
 def digest(sop_instance_uids: Iterable[str]) -> str:
     """Identifies a set of instances (a manifest's, or a RAD-69 request's for one study): the SHA-1 of the
     sorted SOP Instance UIDs."""
     return hashlib.sha1("\n".join(sorted(sop_instance_uids)).encode()).hexdigest()
+
+
+def tree_digest(instances: Iterable[tuple[str, str]]) -> str:
+    """Identifies instances under their series: the SHA-1 of the sorted ``series/sop`` lines of
+    (Series Instance UID, SOP Instance UID) pairs."""
+    return hashlib.sha1("\n".join(sorted(f"{series}/{sop}" for series, sop in instances)).encode()).hexdigest()
 
 
 def get(conn: Connection, study_instance_uid: str) -> Published | None:

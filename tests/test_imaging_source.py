@@ -314,8 +314,10 @@ def test_rad69_streams_a_published_study_and_cuts_off_when_the_pacs_fails_it(ort
             study = str(headers[0].StudyInstanceUID)
             sops = [str(ds.SOPInstanceUID) for ds in headers]
             with ids.engine.begin() as conn:  # what publishing the study's manifest records (RAD-68 not needed here)
-                state.put(conn, state.Published(study, pacs_name, "urn:uuid:" + "0" * 32, "1.2.3", DOMAIN_PID,
-                                                state.digest(sops), len(sops), state.PUBLISHED, state.now()))
+                state.put(conn, state.Published(
+                    study, pacs_name, "urn:uuid:" + "0" * 32, "1.2.3", DOMAIN_PID, state.digest(sops), len(sops),
+                    state.PUBLISHED, state.now(), state.tree_digest((str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID))
+                                                                    for ds in headers)))
             root = etree.Element(q(XDSI, "RetrieveImagingDocumentSetRequest"), nsmap={"xdsiB": XDSI, "xdsb": XDSB})
             st = etree.SubElement(root, q(XDSI, "StudyRequest"), studyInstanceUID=study)
             for ds in headers:
@@ -334,6 +336,17 @@ def test_rad69_streams_a_published_study_and_cuts_off_when_the_pacs_fails_it(ort
             assert set(got) == set(sops), pacs_name
             for sop, data in got.items():
                 assert dataset_bytes(data) == dataset_bytes(pacs.instance_file(sop)), pacs_name
+
+            # The same instances with one listed under the other series: not the manifest, so fetched and
+            # checked first (the PACS does not deliver it there).
+            first, second = root.iter(q(XDSI, "SeriesRequest"))
+            moved = next(first.iter(q(XDSB, "DocumentRequest")))
+            second.append(moved)
+            body, parts = mtom_call(url, RAD69, root)
+            assert body.find(q(RS, "RegistryResponse")).get("status") == v.RESPONSE_PARTIAL_SUCCESS, pacs_name
+            assert [e.get("location") for e in body.iter(q(RS, "RegistryError"))] == \
+                [moved.findtext(q(XDSB, "DocumentUniqueId"))], pacs_name
+            first.insert(0, moved)
 
             # A consumer that takes only Implicit VR LE: each instance transcoded on its way through.
             root.find(f"{q(XDSI, 'TransferSyntaxUIDList')}/{q(XDSI, 'TransferSyntaxUID')}").text = IMPLICIT_LE

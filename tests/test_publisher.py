@@ -182,6 +182,29 @@ def test_publish_command_study_and_since(pacs, domain, tmp_path: Path) -> None: 
     again = xdsi("publish", "--config", str(config), "--pacs", PACS, "--study", one, "--db", db)
     assert again.returncode == 0 and f"unchanged        {PACS} {one}" in again.stdout, again.stdout + again.stderr
 
+    # The state keeps the manifest's tree digest (RAD-69 streams requests that match it); a row kept from
+    # before the column existed gets it at the next check, without a new manifest.
+    from sqlalchemy import create_engine, update
+
+    from imaging_source import state
+    from imaging_source.pacs.dicomweb import DicomWebAdapter
+
+    with DicomWebAdapter(PACS, pacs.dicomweb_url) as adapter:
+        tree = adapter.study(one)
+    assert tree is not None
+    expected = state.tree_digest((s.series_instance_uid, i.sop_instance_uid) for s, i in tree.instances())
+    engine = create_engine(db)
+    try:
+        with engine.begin() as conn:
+            assert state.get(conn, one).tree_digest == expected
+            conn.execute(update(state.published_study).values(tree_digest=None))
+        third = xdsi("publish", "--config", str(config), "--pacs", PACS, "--study", one, "--db", db)
+        assert f"unchanged        {PACS} {one}" in third.stdout, third.stdout + third.stderr
+        with engine.connect() as conn:
+            assert state.get(conn, one).tree_digest == expected
+    finally:
+        engine.dispose()
+
     # --since: a new study of a mapped patient is published, one whose patient has no domain id is
     # reported on its own line and makes the command fail; the study published before stays as it is.
     two = new_study(pacs, tmp_path / "b", "C-202", study_date="20190302")
