@@ -509,7 +509,7 @@ def profile_rad69(url: str, proc: subprocess.Popen, body: str, dest: Path, svg: 
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not os.access(spy, os.X_OK):
         return "py-spy not installed"
-    rec = subprocess.Popen([spy, "record", "--pid", str(proc.pid), "--rate", "200", "--subprocesses", *os.environ.get("XDSI_PYSPY_MODE", "--idle").split(),
+    rec = subprocess.Popen([spy, "record", "--pid", str(proc.pid), "--rate", os.environ.get("XDSI_PYSPY_RATE", "200"), "--subprocesses", *os.environ.get("XDSI_PYSPY_MODE", "--idle").split(),
                             "--format", "raw", "--output", str(svg), "--nonblocking"], stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
     time.sleep(1.0)

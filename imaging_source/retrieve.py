@@ -310,7 +310,7 @@ def _received(path: Path) -> Received:
     return Received(sop, stored, path.stat().st_size, path=path)
 
 
-def _sent_then_given(got: Received, budget: _Budget) -> Iterator[bytes]:
+def _sent_then_given(got: Received, budget: _Budget) -> Iterator[bytes | memoryview]:
     try:
         yield from got.chunks()
     finally:

@@ -125,10 +125,10 @@ class Received:
     sop_instance_uid: str
     transfer_syntax: str
     size: int
-    pieces: list[bytes] | None = None
+    pieces: list[bytes | memoryview] | None = None
     path: Path | None = None
 
-    def chunks(self, chunk: int = 1 << 20) -> Iterator[bytes]:
+    def chunks(self, chunk: int = 1 << 20) -> Iterator[bytes | memoryview]:
         """The bytes, in pieces; a spool file is deleted once read (or when the reader stops)."""
         if self.path is None:
             yield from self.pieces or ()

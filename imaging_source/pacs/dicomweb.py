@@ -145,80 +145,84 @@ def _parse_headers(block: bytes) -> dict[str, str]:
 def iter_multipart(chunks: Iterable[bytes], boundary: str) -> Iterator[tuple[str, Any]]:
     """Split a multipart body while it streams in.
 
-    Yields ``("headers", dict)`` at the start of each part (lower-case names), ``("data", bytes)`` for its
-    content in pieces, ``("end", None)`` when the part is complete. Tolerates bare-LF line ends and a
+    Yields ``("headers", dict)`` at the start of each part (lower-case names), ``("data", memoryview)`` for
+    its content in pieces (views of the read buffer, not copies), ``("end", None)`` when the part is complete. Tolerates bare-LF line ends and a
     preamble; raises MultipartError on a body that ends before the closing delimiter.
+
+    The buffer is read at an offset rather than re-sliced at each boundary: a WADO-RS study is hundreds of
+    parts, and cutting the rest of a 1 MiB read off at each one copied it four more times.
     """
     delim = b"--" + boundary.encode("latin-1")
     sep = b"\n" + delim  # the CR before it, if any, is trimmed from the part's content
-    keep = len(sep) + 1
-    buf = b""
+    keep = len(sep) + 1  # unsent tail of a part: a separator split between two reads is found whole
+    buf, pos = b"", 0  # buf[pos:] is not consumed yet
     state = "preamble"
     it = iter(chunks)
-    eof = False
 
     def more() -> bool:
-        nonlocal buf, eof
+        nonlocal buf, pos
         for chunk in it:
             if chunk:
-                buf += chunk
+                buf = buf[pos:] + chunk if pos < len(buf) else bytes(chunk)
+                pos = 0
                 return True
-        eof = True
         return False
 
     while True:
-        if state == "preamble":  # buf is at (or before) a delimiter line
-            i = buf.find(delim)
+        if state == "preamble":  # buf[pos:] is at (or before) a delimiter line
+            i = buf.find(delim, pos)
             if i < 0 or len(buf) < i + len(delim) + 2:
-                if len(buf) > 64 * 1024 and i < 0:
+                if i < 0 and len(buf) - pos > 64 * 1024:
                     raise MultipartError("no multipart boundary in the first 64 KiB")
                 if not more():
                     raise MultipartError("body ends before the closing boundary")
                 continue
-            rest = buf[i + len(delim):]
-            if rest.startswith(b"--"):
+            after = i + len(delim)
+            if buf.startswith(b"--", after):
                 return  # close-delimiter; the epilogue is ignored
-            nl = rest.find(b"\n")
+            nl = buf.find(b"\n", after)
             if nl < 0:
                 if not more():
                     raise MultipartError("body ends inside a boundary line")
                 continue
-            buf = rest[nl + 1:]
+            pos = nl + 1
             state = "headers"
         elif state == "headers":
-            if buf in (b"", b"\r"):
+            if len(buf) == pos or (len(buf) == pos + 1 and buf[pos] == 13):  # nothing, or a lone CR, yet
                 if not more():
                     raise MultipartError("body ends inside part headers")
                 continue
-            if buf.startswith((b"\r\n", b"\n")):  # a part without headers
-                buf = buf[2 if buf.startswith(b"\r") else 1:]
+            if buf.startswith((b"\r\n", b"\n"), pos):  # a part without headers
+                pos += 2 if buf[pos] == 13 else 1
                 yield "headers", {}
                 state = "body"
                 continue
-            m = min((j for j in (buf.find(b"\r\n\r\n"), buf.find(b"\n\n")) if j >= 0), default=-1)
+            m = buf.find(b"\r\n\r\n", pos)
+            # A bare-LF end of headers before it (searched only that far: not through the part's content).
+            lf = buf.find(b"\n\n", pos, m if m >= 0 else len(buf))
+            m = lf if lf >= 0 else m
             if m < 0:
-                if len(buf) > 16 * 1024:
+                if len(buf) - pos > 16 * 1024:
                     raise MultipartError("part headers over 16 KiB")
                 if not more():
                     raise MultipartError("body ends inside part headers")
                 continue
-            end = m + (4 if buf[m:m + 4] == b"\r\n\r\n" else 2)
-            yield "headers", _parse_headers(buf[:m])
-            buf = buf[end:]
+            yield "headers", _parse_headers(buf[pos:m])
+            pos = m + (4 if buf.startswith(b"\r\n\r\n", m) else 2)
             state = "body"
         else:  # body
-            i = buf.find(sep)
+            i = buf.find(sep, pos)
             if i >= 0:
-                stop = i - 1 if i > 0 and buf[i - 1:i] == b"\r" else i
-                if stop > 0:
-                    yield "data", buf[:stop]
+                stop = i - 1 if i > pos and buf[i - 1] == 13 else i
+                if stop > pos:
+                    yield "data", memoryview(buf)[pos:stop]
                 yield "end", None
-                buf = buf[i + 1:]
+                pos = i + 1
                 state = "preamble"
                 continue
-            if len(buf) > keep:
-                yield "data", buf[:-keep]
-                buf = buf[-keep:]
+            if len(buf) - pos > keep:
+                yield "data", memoryview(buf)[pos:len(buf) - keep]
+                pos = len(buf) - keep
             if not more():
                 raise MultipartError("body ends inside a part (truncated response)")
 
@@ -492,7 +496,7 @@ def _write_parts(events: Iterator[tuple[str, Any]], dest_dir: Path) -> Iterator[
 def _collect_parts(events: Iterator[tuple[str, Any]], spill_dir: Path) -> Iterator[Received]:
     """Each application/dicom part as a :class:`Received`: its pieces as they came (no join, no copy), moved
     to a file in ``spill_dir`` once the part passes :data:`SPILL_BYTES`."""
-    pieces: list[bytes] = []
+    pieces: list[bytes | memoryview] = []
     head = bytearray()
     size = 0
     out: BinaryIO | None = None

@@ -728,8 +728,8 @@ def mtom_response(
             async for piece in _iter_source(source):
                 out.append(piece)
                 size += len(piece)
-                if size >= _CHUNK:
-                    yield out[0] if len(out) == 1 else b"".join(out)
+                if size >= _CHUNK:  # (ASGI bodies are bytes: a lone view is copied)
+                    yield (out[0] if isinstance(out[0], bytes) else bytes(out[0])) if len(out) == 1 else b"".join(out)
                     out, size = [], 0
         out.append(closing)
         yield b"".join(out)
