@@ -278,7 +278,7 @@ def _streamed(ids, fetches: list[StudyFetch], syntaxes: list[str]) -> SoapRespon
 
 #: Bytes of instances fetched but not yet sent that one streamed answer may hold (in memory or spool):
 #: the fetch waits beyond it, so a slow consumer slows the PACS transfer instead of filling memory.
-IN_FLIGHT_BYTES = 64 << 20
+IN_FLIGHT_BYTES = 16 << 20
 
 
 class _Budget:
