@@ -454,6 +454,12 @@ class DicomWebAdapter:
             conn.close()
 
 
+def _check_part_type(headers: Mapping[str, str]) -> None:
+    ctype = headers.get("content-type", "application/dicom").split(";")[0].strip().lower()
+    if ctype != "application/dicom":
+        raise MultipartError(f"part of type {ctype!r}, expected application/dicom")
+
+
 def _write_parts(events: Iterator[tuple[str, Any]], dest_dir: Path) -> Iterator[Path]:
     """Write each application/dicom part to a temp file, then rename it to ``<SOPInstanceUID>.dcm`` (read
     from the part's first bytes, kept while they pass)."""
@@ -464,9 +470,7 @@ def _write_parts(events: Iterator[tuple[str, Any]], dest_dir: Path) -> Iterator[
     try:
         for n, (kind, value) in enumerate(events):
             if kind == "headers":
-                ctype = value.get("content-type", "application/dicom").split(";")[0].strip().lower()
-                if ctype != "application/dicom":
-                    raise MultipartError(f"part of type {ctype!r}, expected application/dicom")
+                _check_part_type(value)
                 tmp = dest_dir / f".part-{token}-{n}.dcm"
                 out = open(tmp, "xb")  # noqa: SIM115 -- closed at the part's end or in the finally below
                 head.clear()
@@ -505,9 +509,7 @@ def _collect_parts(events: Iterator[tuple[str, Any]], spill_dir: Path) -> Iterat
     try:
         for n, (kind, value) in enumerate(events):
             if kind == "headers":
-                ctype = value.get("content-type", "application/dicom").split(";")[0].strip().lower()
-                if ctype != "application/dicom":
-                    raise MultipartError(f"part of type {ctype!r}, expected application/dicom")
+                _check_part_type(value)
                 pieces, size, path = [], 0, None
                 head.clear()
             elif kind == "data":
@@ -526,6 +528,8 @@ def _collect_parts(events: Iterator[tuple[str, Any]], spill_dir: Path) -> Iterat
             else:
                 uids = part10_uids(bytes(head))
                 if uids is None or not is_uid(uids[0]):
+                    # (_write_parts can fall back on pydicom for a bare data set; a streamed answer needs the
+                    # transfer syntax up front, so it is cut off and the study is fetched the verified way.)
                     raise MultipartError("a part is not a DICOM Part 10 file with a SOP Instance UID and a "
                                          "transfer syntax in its File Meta Information")
                 spilled, path = path, None  # handed over: no longer ours to delete
