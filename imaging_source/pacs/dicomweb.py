@@ -149,8 +149,9 @@ def iter_multipart(chunks: Iterable[bytes], boundary: str) -> Iterator[tuple[str
     its content in pieces (views of the read buffer, not copies), ``("end", None)`` when the part is complete. Tolerates bare-LF line ends and a
     preamble; raises MultipartError on a body that ends before the closing delimiter.
 
-    The buffer is read at an offset rather than re-sliced at each boundary: a WADO-RS study is hundreds of
-    parts, and cutting the rest of a 1 MiB read off at each one copied it four more times.
+    The buffer is read at an offset rather than re-sliced at each boundary, and a read is joined to the
+    unconsumed tail before it only when a separator may straddle them: a WADO-RS study is hundreds of parts
+    in 1 MiB reads, and copying the rest of a read at each step was a third of the imaging source's CPU.
     """
     delim = b"--" + boundary.encode("latin-1")
     sep = b"\n" + delim  # the CR before it, if any, is trimmed from the part's content
@@ -159,14 +160,19 @@ def iter_multipart(chunks: Iterable[bytes], boundary: str) -> Iterator[tuple[str
     state = "preamble"
     it = iter(chunks)
 
-    def more() -> bool:
-        nonlocal buf, pos
+    def next_chunk() -> bytes | None:
         for chunk in it:
             if chunk:
-                buf = buf[pos:] + chunk if pos < len(buf) else bytes(chunk)
-                pos = 0
-                return True
-        return False
+                return chunk if isinstance(chunk, bytes) else bytes(chunk)
+        return None
+
+    def more() -> bool:
+        nonlocal buf, pos
+        chunk = next_chunk()
+        if chunk is None:
+            return False
+        buf, pos = (buf[pos:] + chunk if pos < len(buf) else chunk), 0
+        return True
 
     while True:
         if state == "preamble":  # buf[pos:] is at (or before) a delimiter line
@@ -223,8 +229,18 @@ def iter_multipart(chunks: Iterable[bytes], boundary: str) -> Iterator[tuple[str
             if len(buf) - pos > keep:
                 yield "data", memoryview(buf)[pos:len(buf) - keep]
                 pos = len(buf) - keep
-            if not more():
+            chunk = next_chunk()
+            if chunk is None:
                 raise MultipartError("body ends inside a part (truncated response)")
+            tail = buf[pos:]
+            # The usual case: no separator starts in the tail (nor a CR that may precede one), so the tail
+            # goes out as content and the new read is scanned as it is, without copying it behind the tail.
+            if len(chunk) >= len(sep) and not tail.endswith(b"\r") and sep not in tail + chunk[:len(sep)]:
+                if tail:
+                    yield "data", tail
+                buf, pos = chunk, 0
+            else:
+                buf, pos = tail + chunk, 0
 
 
 # ---------------------------------------------------------------------------------------------------
