@@ -503,15 +503,15 @@ def bench_watcher(orthanc: Any, config_path: Path, domain: Domain, work: Path, *
 # --- profiling ----------------------------------------------------------------------------------------------
 
 
-def profile_rad69(url: str, proc: subprocess.Popen, body: str, dest: Path, svg: Path) -> str:
-    """py-spy record (collapsed stacks, idle included) of the imaging source process serving RAD-69 (3
-    requests); returns the output path."""
+def profile_rad69(url: str, proc: subprocess.Popen, body: str, dest: Path, svg: Path,
+                  spy_options: list[str]) -> str:
+    """py-spy record (collapsed stacks, with ``spy_options``: rate and which samples) of the imaging source
+    process serving RAD-69 (3 requests); returns the output path."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not os.access(spy, os.X_OK):
         return "py-spy not installed"
-    rec = subprocess.Popen([spy, "record", "--pid", str(proc.pid), "--rate", os.environ.get("XDSI_PYSPY_RATE", "200"), "--subprocesses", *os.environ.get("XDSI_PYSPY_MODE", "--idle").split(),
-                            "--format", "raw", "--output", str(svg), "--nonblocking"], stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
+    rec = subprocess.Popen([spy, "record", "--pid", str(proc.pid), "--subprocesses", *spy_options, "--format", "raw",
+                            "--output", str(svg), "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)
     with httpx.Client(timeout=600, trust_env=False) as client:
         for _ in range(3):
@@ -591,6 +591,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=None, help="timed rounds (5; quick 3)")
     ap.add_argument("--watch-runs", type=int, default=None, help="watcher runs per PACS kind (3; quick 1)")
     ap.add_argument("--profile", default=None, metavar="DIR", help="also record py-spy flame graphs of RAD-69")
+    ap.add_argument("--profile-options", default="--rate 200 --idle", metavar="OPTIONS",
+                    help="py-spy record options for --profile ('--rate 200 --idle'; '--rate 1000' for CPU samples "
+                         "only, '--gil' for the GIL holder's)")
     ap.add_argument("--only", choices=("rad69", "publish", "watcher"), action="append",
                     help="run only these parts (repeatable)")
     ap.add_argument("--json", default=None, help="write the raw results here")
@@ -651,7 +654,7 @@ def main(argv: list[str] | None = None) -> int:
                         prof = Path(args.profile)
                         prof.mkdir(parents=True, exist_ok=True)
                         results["profiles"] = {k: profile_rad69(u, p, rad69_body(tree), work / "prof.bin",
-                                                                prof / f"rad69-{k}.txt")
+                                                                prof / f"rad69-{k}.txt", args.profile_options.split())
                                                for k, (u, p) in servers.items()}
             if "publish" in parts:
                 results["publish"] = {}

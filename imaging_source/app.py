@@ -50,25 +50,21 @@ class ImagingSource:
         #: this process answers them from the spool from then on, with a true status (imaging_source.retrieve).
         self.verify_first: set[str] = set()
 
-    def manifest_tree(self, study_uid: str) -> str | None:
-        """The tree digest (:func:`state.tree_digest`) of the study's current manifest, if one is published."""
-        with self.engine.connect() as conn:
-            published = state.get(conn, study_uid)
-        return published.tree_digest if published is not None and published.status == state.PUBLISHED else None
-
-    def locate(self, study_uid: str) -> PacsAdapter | None:
-        """The PACS holding a study: the one it was published from, else the first that finds it."""
+    def locate(self, study_uid: str) -> tuple[PacsAdapter | None, str | None]:
+        """The PACS holding a study (the one it was published from, else the first that finds it), and the
+        tree digest (:func:`state.tree_digest`) of its current manifest, None if none is published."""
         with self.engine.connect() as conn:
             published = state.get(conn, study_uid)
         if published is not None and published.pacs in self.adapters:
-            return self.adapters[published.pacs]
+            tree = published.tree_digest if published.status == state.PUBLISHED else None
+            return self.adapters[published.pacs], tree
         for adapter in self.adapters.values():
             try:
                 if adapter.find_studies(study_instance_uid=study_uid):
-                    return adapter
+                    return adapter, None
             except PacsError as exc:
                 log.warning("RAD-69: PACS %s not reachable while locating %s: %s", adapter.name, study_uid, exc)
-        return None
+        return None, None
 
     def retrieve(self, req: SoapRequest) -> SoapResponse:
         return retrieve_imaging_document_set(self, req)

@@ -41,7 +41,9 @@ from pydicom.filereader import read_file_meta_info
 from pydicom.uid import UID
 
 from imaging_source import state
-from imaging_source.pacs.base import PART10_HEAD, PacsAdapter, PacsError, Received, is_uid, part10_uids
+from imaging_source.pacs.base import (
+    PART10_HEAD, PacsAdapter, PacsError, Received, is_uid, part10_uids, read_then_delete,
+)
 from xdsi.ebxml.namespaces import XDSB, XDSI
 from xdsi.ebxml.response import error_list, response_status
 from xdsi.metadata import vocabulary as v
@@ -83,6 +85,8 @@ class StudyFetch:
     study: str
     adapter: PacsAdapter
     by_sop: dict[str, InstanceRequest]
+    #: tree digest of the study's published manifest (:func:`state.tree_digest`), None if none is published
+    manifest_tree: str | None = None
 
     def by_series(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
@@ -149,7 +153,7 @@ def _usable_syntaxes(requested: list[str]) -> tuple[list[str], RegistryError | N
 
 def retrieve_imaging_document_set(ids, req: SoapRequest) -> SoapResponse:  # type: ignore[no-untyped-def]
     """Handle one RAD-69 request. ``ids`` provides ``config.repository_unique_id``, ``locate(study_uid)``
-    (the PACS adapter holding the study), ``manifest_tree(study_uid)``, ``verify_first`` and
+    (the PACS adapter holding the study and its manifest's tree digest), ``verify_first`` and
     ``spool_dir``."""
     parsed = parse_request(req.body, ids.config.repository_unique_id)
     errors = list(parsed.errors)
@@ -177,7 +181,7 @@ def retrieve_imaging_document_set(ids, req: SoapRequest) -> SoapResponse:  # typ
         raise
     parts = []
     for inst, path in served:
-        parts.append((new_content_id(), "application/dicom", _stream_then_delete(path)))
+        parts.append((new_content_id(), "application/dicom", read_then_delete(path)))
     if not parts:
         shutil.rmtree(spool, ignore_errors=True)
     else:
@@ -221,20 +225,20 @@ def _plan(ids, wanted: list[InstanceRequest]) -> tuple[list[StudyFetch], list[Re
                                         f"{first.series} and {inst.series} of study {inst.study}", inst.sop))
     fetches = []
     for study_uid, by_sop in by_study.items():
-        adapter: PacsAdapter | None = ids.locate(study_uid)
+        adapter, manifest_tree = ids.locate(study_uid)
         if adapter is None:
             errors += [RegistryError(E.XDSDocumentUniqueIdError, f"instance {i.sop}: study {study_uid} is not held "
                                      "by any PACS of this imaging source", i.sop) for i in by_sop.values()]
         else:
-            fetches.append(StudyFetch(study_uid, adapter, by_sop))
+            fetches.append(StudyFetch(study_uid, adapter, by_sop, manifest_tree))
     return fetches, errors
 
 
 def _is_current_manifest(ids, fetch: StudyFetch) -> bool:  # type: ignore[no-untyped-def]
     """The request lists exactly the instances of the study's published manifest, under their series
     (streamable)."""
-    return fetch.study not in ids.verify_first and \
-        ids.manifest_tree(fetch.study) == state.tree_digest((i.series, i.sop) for i in fetch.by_sop.values())
+    return fetch.study not in ids.verify_first and fetch.manifest_tree is not None and \
+        fetch.manifest_tree == state.tree_digest((i.series, i.sop) for i in fetch.by_sop.values())
 
 
 def _fetch(fetch: StudyFetch, syntaxes: list[str],
@@ -430,15 +434,6 @@ def _encode_for(path: Path, syntaxes: list[str], sop: str, stored: str) -> Regis
         return None
     return RegistryError(E.XDSRepositoryError, f"instance {sop} is stored as {stored}; the imaging source cannot "
                          f"encode its pixel data in any of the requested transfer syntaxes {syntaxes}", sop)
-
-
-def _stream_then_delete(path: Path, chunk: int = 1 << 20) -> Iterator[bytes]:
-    try:
-        with open(path, "rb") as fh:
-            while piece := fh.read(chunk):
-                yield piece
-    finally:
-        path.unlink(missing_ok=True)
 
 
 def _then_remove(source: Iterator[bytes], spool: Path) -> Iterator[bytes]:

@@ -117,6 +117,16 @@ def sort_key(number: int | None, uid: str) -> tuple[bool, int, str]:
     return (number is None, number or 0, uid)
 
 
+def read_then_delete(path: Path, chunk: int = 1 << 20) -> Iterator[bytes]:
+    """A spooled file's bytes in pieces; the file is deleted once read, or when the reader stops."""
+    try:
+        with open(path, "rb") as fh:
+            while piece := fh.read(chunk):
+                yield piece
+    finally:
+        path.unlink(missing_ok=True)
+
+
 @dataclass
 class Received:
     """One instance delivered for streaming (:meth:`PacsAdapter.stream_listed`): its UIDs from the File Meta
@@ -132,13 +142,8 @@ class Received:
         """The bytes, in pieces; a spool file is deleted once read (or when the reader stops)."""
         if self.path is None:
             yield from self.pieces or ()
-            return
-        try:
-            with open(self.path, "rb") as fh:
-                while piece := fh.read(chunk):
-                    yield piece
-        finally:
-            self.discard()
+        else:
+            yield from read_then_delete(self.path, chunk)
 
     def discard(self) -> None:
         self.pieces = None
