@@ -114,8 +114,8 @@ class GroupCommit:
     On SQLite every write transaction holds the single writer lock through its COMMIT, whose WAL fsync
     (``synchronous=FULL``) takes 2-8 ms: one transaction per write caps the writes at one fsync each,
     whatever the CPU (ITI-42 at ~300/s, the repository's ledger at ~60 submissions/s on a busy disk).
-    Here the first caller to find the group free runs every write queued so far in one transaction, one
-    fsync, while the next batch queues. Each write runs in a SAVEPOINT: one that raises (an ITI-42
+    Here the first caller to find the group free takes the write lock, then runs every write queued by
+    then in one transaction, one fsync, while the next batch queues. Each write runs in a SAVEPOINT: one that raises (an ITI-42
     refused for a duplicate uniqueId, say) is rolled back alone and its exception raised to its caller;
     the others go on. :meth:`run` returns once the transaction holding its write has committed, so each
     write is exactly as durable as in a transaction of its own. If the transaction itself fails (COMMIT,
@@ -143,35 +143,56 @@ class GroupCommit:
             self._queue.append(job)
         with self._leader:
             if not job.done:  # no leader took it: lead the next batch
-                with self._queue_lock:
-                    batch, self._queue = self._queue, []
-                self._commit(batch)
+                self._lead()
         if job.error is not None:
             raise job.error
         return job.result
 
-    def _commit(self, batch: list[_Job]) -> None:
-        outcomes: list[tuple[Any, BaseException | None]] = []
+    def _take_queue(self) -> list[_Job]:
+        with self._queue_lock:
+            batch, self._queue = self._queue, []
+        return batch
+
+    def _lead(self) -> None:
+        # The batch is taken once the write lock is ours, not before: writes that queue while this process
+        # waits for another one's transaction (``--workers N``) join it instead of waiting for the next one.
+        batch: list[_Job] = []
         try:
             with write_transaction(self.engine) as conn:
-                if len(batch) == 1:  # no savepoint needed: the transaction is the write's own
-                    outcomes.append((batch[0].work(conn), None))
-                else:
-                    driver = conn.connection.driver_connection
-                    for job in batch:
-                        outcomes.append(_in_savepoint(driver, conn, job.work))
+                batch = self._take_queue()
+                outcomes = self._run_batch(conn, batch)
         except Exception as exc:
+            if not batch:  # the transaction could not start: the queued writes fail alone, in the next leader
+                batch = self._take_queue()
             if len(batch) > 1:
                 for job in batch:
-                    self._commit([job])
+                    self._alone(job)
                 return
             outcomes = [(None, exc)]
         except BaseException as exc:  # the leader is interrupted: no caller may wait for its batch
+            batch = batch or self._take_queue()
             for job in batch:
                 job.error, job.done = exc, True
             raise
         for job, (result, error) in zip(batch, outcomes):
             job.result, job.error, job.done = result, error, True
+
+    @staticmethod
+    def _run_batch(conn: Connection, batch: list[_Job]) -> list[tuple[Any, BaseException | None]]:
+        if len(batch) == 1:  # no savepoint needed: the transaction is the write's own
+            return [(batch[0].work(conn), None)]
+        driver = conn.connection.driver_connection
+        return [_in_savepoint(driver, conn, job.work) for job in batch]
+
+    def _alone(self, job: _Job) -> None:
+        """Run one write of a failed batch again, in a transaction of its own."""
+        try:
+            with write_transaction(self.engine) as conn:
+                job.result = job.work(conn)
+        except Exception as exc:
+            job.error = exc
+        finally:
+            job.done = True
 
 
 def _in_savepoint(driver: Any, conn: Connection, work: Callable[[Connection], Any]) -> tuple[Any, BaseException | None]:

@@ -21,14 +21,9 @@ def code_key(code: Code | None) -> str | None:
 
 
 def _authors_values(authors) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
-    out: list[tuple[str, str]] = []
-    for a in authors:
-        if a.person:
-            out.append((s.AUTHOR_PERSON, a.person))
-        out += [(s.AUTHOR_INSTITUTION, i) for i in a.institutions]
-        out += [(s.AUTHOR_ROLE, r) for r in a.roles]
-        out += [(s.AUTHOR_SPECIALTY, r) for r in a.specialties]
-    return out
+    # Only authorPerson is a stored-query parameter ($XDSDocumentEntryAuthorPerson,
+    # $XDSSubmissionSetAuthorPerson); the rest of an author is in the stored XML.
+    return [(s.AUTHOR_PERSON, a.person) for a in authors if a.person]
 
 
 def row_for(obj: RegistryObject, xml: str) -> tuple[dict, list[tuple[str, str]]]:
