@@ -30,6 +30,10 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache per connection
     cur.execute("PRAGMA mmap_size=1073741824")
+    # Checkpoint every ~40 MiB of WAL instead of SQLite's 4 MiB: the pages every write touches (index
+    # roots and inner nodes, the tables' last leaves) are copied back once per checkpoint, so rarer
+    # checkpoints copy far fewer pages in all. ITI-42 on SQLite, two workers: ~290/s -> 340-390/s.
+    cur.execute("PRAGMA wal_autocheckpoint=10000")
     cur.close()
     # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite would otherwise defer it to the first write).
     dbapi_conn.isolation_level = None
