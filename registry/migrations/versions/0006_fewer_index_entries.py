@@ -6,7 +6,9 @@
 * ``object_value`` keeps only the attributes a stored query filters on: authorInstitution, authorRole and
   authorSpecialty rows go (they stay in the stored XML).
 
-Together about a quarter fewer pages written per single-document submission on SQLite.
+Together about a quarter fewer pages written per single-document submission on SQLite, and a bulk load a
+third faster. Upgrading takes ~9 s per 100,000 entries on SQLite (two index builds over registry_object and
+the DELETE), so plan a few minutes of downtime for a registry of millions.
 
 Revision ID: 0006
 """
