@@ -20,7 +20,7 @@ from imaging_source import state
 from imaging_source.config import ImagingSourceConfig, make_adapter
 from imaging_source.pacs.base import PacsAdapter, PacsError
 from imaging_source.publish import Publisher, Watcher
-from imaging_source.retrieve import retrieve_imaging_document_set
+from imaging_source.retrieve import RetrieveAborted, retrieve_imaging_document_set
 from xdsi import db
 from xdsi.soap.endpoint import SoapRequest, SoapResponse, soap_endpoint
 
@@ -30,6 +30,25 @@ RAD69 = "urn:ihe:rad:2009:RetrieveImagingDocumentSet"
 WSDL = Path(__file__).resolve().parent / "wsdl" / "imaging-source.wsdl"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 DEFAULT_DB = "sqlite:///xdsi-imaging-source/state.db"
+
+
+class _CutOffAlreadyLogged(logging.Filter):
+    """Drops uvicorn's "Exception in ASGI application" record, traceback and all, for a streamed RAD-69
+    answer cut off on purpose (:class:`RetrieveAborted`): :mod:`imaging_source.retrieve` has logged it as
+    a WARNING that says why, and a traceback would read like a crash to an operator. Raising is the only
+    way an ASGI application can cut a response off, so uvicorn sees it as an error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and _only_cut_offs(record.exc_info[1]))
+
+
+def _only_cut_offs(exc: BaseException | None) -> bool:
+    if isinstance(exc, BaseExceptionGroup):  # a Starlette that streams in a task group may wrap it
+        return all(_only_cut_offs(e) for e in exc.exceptions)
+    return isinstance(exc, RetrieveAborted)
+
+
+_CUT_OFF_ALREADY_LOGGED = _CutOffAlreadyLogged()
 
 
 class ImagingSource:
@@ -79,6 +98,7 @@ def create_app(ids: ImagingSource, *, watch: bool = False, poll_interval: float 
     """The imaging source's ASGI application. With ``watch``, a background task polls the PACS every
     ``poll_interval`` seconds and publishes studies stable for ``stable_seconds``."""
     endpoint = soap_endpoint({RAD69: ids.retrieve}, wsdl=WSDL if WSDL.exists() else None)
+    logging.getLogger("uvicorn.error").addFilter(_CUT_OFF_ALREADY_LOGGED)  # once: addFilter skips a repeat
     watcher = Watcher(ids.publisher, stable_seconds=stable_seconds)
 
     async def watch_loop() -> None:
