@@ -34,6 +34,11 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
     # roots and inner nodes, the tables' last leaves) are copied back once per checkpoint, so rarer
     # checkpoints copy far fewer pages in all. ITI-42 on SQLite, two workers: ~290/s -> 340-390/s.
     cur.execute("PRAGMA wal_autocheckpoint=10000")
+    # Temporary files in memory: above all the savepoint sub-journal, which receives the original of every
+    # page a grouped write (xdsi.db.GroupCommit) changes and spilled to a temp file past 64 KiB (opened,
+    # written page by page, unlinked, per batch): a quarter of ITI-42's system CPU. Sorts that no index
+    # serves also stay in memory; the stored queries cap their rows (XDSTooManyResults).
+    cur.execute("PRAGMA temp_store=MEMORY")
     cur.close()
     # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite would otherwise defer it to the first write).
     dbapi_conn.isolation_level = None
