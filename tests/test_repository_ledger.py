@@ -169,3 +169,35 @@ def test_ledger_round_trip_on_both_databases(any_engine) -> None:  # type: ignor
     with any_engine.connect() as conn:
         assert ledger.submission_request(conn, "s1") is None
         assert set(ledger.lookup(conn, ["1.1", "1.2"])) == {"1.2"}
+
+
+def test_writes_queued_while_another_process_writes_join_the_next_batch(engine) -> None:  # type: ignore[no-untyped-def]
+    """A leader waiting for another worker process's transaction (its flock on ``<db>-writer.lock``) takes
+    its batch only once the lock is its own: the writes queued meanwhile commit together with its own."""
+    import fcntl
+    import os
+    import time
+
+    writes = db.GroupCommit(engine)
+    commits = []
+    event.listen(engine, "commit", lambda _conn: commits.append(1))
+    other = os.open(f"{engine.url.database}-writer.lock", os.O_RDWR | os.O_CREAT, 0o644)  # as another process
+    fcntl.flock(other, fcntl.LOCK_EX)
+    try:
+        threads = [threading.Thread(target=writes.run,
+                                    args=(functools.partial(lambda i, conn: ledger.record_pending(
+                                        conn, f"s{i}", [_pending(f"1.{i}")], "<r/>"), i),))
+                   for i in range(9)]
+        for t in threads:
+            t.start()
+        # The first caller leads but waits on the lock; all nine writes are queued meanwhile.
+        deadline = time.monotonic() + 5
+        while len(writes._queue) < 9 and time.monotonic() < deadline:
+            threading.Event().wait(0.01)
+    finally:
+        fcntl.flock(other, fcntl.LOCK_UN)
+        os.close(other)
+    for t in threads:
+        t.join(10)
+    assert _rows(engine) == {f"1.{i}" for i in range(9)}
+    assert len(commits) == 1
