@@ -9,17 +9,6 @@ from registry.storage.engine import MIGRATIONS, make_engine
 from xdsi.db import upgrade
 
 
-def _upgrade_to(engine: Engine, revision: str) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
-
-
 def _index_sql(engine: Engine, name: str) -> str:
     with engine.connect() as c:
         if engine.dialect.name == "sqlite":
@@ -32,7 +21,7 @@ def test_0006_drops_unqueried_index_entries(db_url: str) -> None:
     stored query reads leave object_value; authorPerson rows stay."""
     engine = make_engine(db_url, migrate=False)
     try:
-        _upgrade_to(engine, "0005")
+        upgrade(engine, MIGRATIONS, "0005")
         with engine.begin() as c:
             c.execute(text("INSERT INTO registry_object (id, lid, version, kind, status, patient_id, xml) "
                            "VALUES ('urn:uuid:a', 'urn:uuid:a', 1, 'DE', 'A', 'P^^^&1.2&ISO', '<x/>')"))

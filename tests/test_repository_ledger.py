@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import functools
+import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -174,10 +177,6 @@ def test_ledger_round_trip_on_both_databases(any_engine) -> None:  # type: ignor
 def test_writes_queued_while_another_process_writes_join_the_next_batch(engine) -> None:  # type: ignore[no-untyped-def]
     """A leader waiting for another worker process's transaction (its flock on ``<db>-writer.lock``) takes
     its batch only once the lock is its own: the writes queued meanwhile commit together with its own."""
-    import fcntl
-    import os
-    import time
-
     writes = db.GroupCommit(engine)
     commits = []
     event.listen(engine, "commit", lambda _conn: commits.append(1))

@@ -124,12 +124,12 @@ class GroupCommit:
     (``synchronous=FULL``) takes 2-8 ms: one transaction per write caps the writes at one fsync each,
     whatever the CPU (ITI-42 at ~300/s, the repository's ledger at ~60 submissions/s on a busy disk).
     Here the first caller to find the group free takes the write lock, then runs every write queued by
-    then in one transaction, one fsync, while the next batch queues. Each write runs in a SAVEPOINT: one that raises (an ITI-42
-    refused for a duplicate uniqueId, say) is rolled back alone and its exception raised to its caller;
-    the others go on. :meth:`run` returns once the transaction holding its write has committed, so each
-    write is exactly as durable as in a transaction of its own. If the transaction itself fails (COMMIT,
-    or an error that ends SQLite's transaction), every write of the batch is run again in a transaction
-    of its own, so each one fails or succeeds alone.
+    then in one transaction, one fsync, while the next batch queues. Each write runs in a SAVEPOINT: one
+    that raises (an ITI-42 refused for a duplicate uniqueId, say) is rolled back alone and its exception
+    raised to its caller; the others go on. :meth:`run` returns once the transaction holding its write
+    has committed, so each write is exactly as durable as in a transaction of its own. If the transaction
+    itself fails (COMMIT, or an error that ends SQLite's transaction), every write of the batch is run
+    again in a transaction of its own, so each one fails or succeeds alone.
 
     PostgreSQL commits concurrently (and groups WAL flushes itself): there each write is its own
     transaction. ``work`` must be safe to run again after a rollback (it only touches the database).
@@ -293,8 +293,8 @@ class DriverStatement:
             cur.close()
 
 
-def upgrade(engine: Engine, script_location: Path) -> None:
-    """Run the Alembic migrations in ``script_location`` up to head on ``engine``."""
+def upgrade(engine: Engine, script_location: Path, revision: str = "head") -> None:
+    """Run the Alembic migrations in ``script_location`` up to ``revision`` (head) on ``engine``."""
     from alembic import command
     from alembic.config import Config
 
@@ -302,4 +302,4 @@ def upgrade(engine: Engine, script_location: Path) -> None:
     cfg.set_main_option("script_location", str(script_location))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, revision)
