@@ -9,6 +9,8 @@ import os
 import sys
 
 CONFIG_ENV = "XDSI_REGISTRY_CONFIG"
+#: Sub-commands that run servers: they get the malloc settings of :mod:`xdsi.malloc`.
+SERVER_COMMANDS = frozenset({"registry", "repository", "imaging-source", "demo"})
 
 
 def _add_registry(sub: argparse._SubParsersAction) -> None:
@@ -51,6 +53,9 @@ def _registry_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 def registry_app_from_env():  # type: ignore[no-untyped-def]
     """uvicorn factory for multi-worker runs: each worker builds the app from the config in the environment."""
     from registry.app import RegistryConfig, create_app
+    from xdsi import malloc
+
+    malloc.tune()  # each worker is a new (spawned) process
 
     return create_app(RegistryConfig(**json.loads(os.environ[CONFIG_ENV])))
 
@@ -234,6 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in SERVER_COMMANDS:
+        from xdsi import malloc
+
+        malloc.tune()  # before any thread starts
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not args.verbose:  # per-request and per-migration chatter
