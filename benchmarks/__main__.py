@@ -99,12 +99,20 @@ def markdown(results: dict) -> str:
         ip = q["in_process"]
         out.append(f"| parse + run_stored_query (in-process) | - | 1 | {_fmt(1000 / ip['mean_ms'], 0)} | "
                    f"{_fmt(ip['p50_ms'], 3)} | {_fmt(ip['p99_ms'], 3)} | {ip['p50_ms'] / raw:.1f}x |")
+        fl = q.get("floor")
+        if fl:
+            out.append(f"| HTTP floor: bare ASGI app + raw SELECT (wrk) | 1 process, {fl['pinning']} | 1 | "
+                       f"{_fmt(fl['rps'], 0)} | {_fmt(fl['p50_ms'], 3)} | {_fmt(fl['p99_ms'], 3)} | "
+                       f"{fl['p50_ms'] / raw:.1f}x |")
         for h in q["http"]:
             for run in h["runs"]:
                 out.append(f"| HTTP (wrk) | {h['workers']} worker(s), {h['pinning']} | {run['connections']} | "
                            f"{_fmt(run['rps'], 0)} | {_fmt(run['p50_ms'])} | {_fmt(run['p99_ms'])} | "
                            f"{run['p50_ms'] / raw:.1f}x |")
         out.append("")
+        if fl:
+            out += [f"xdsi at 1 connection (1 worker, pinned) is {q['http'][0]['runs'][0]['p50_ms'] / fl['p50_ms']:.1f}x "
+                    f"the HTTP floor; the floor itself is {fl['p50_ms'] / raw:.1f}x the raw SELECT.", ""]
     for b, r in results["backends"].items():
         g = r.get("register")
         if not g:

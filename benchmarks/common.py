@@ -171,7 +171,7 @@ def free_port() -> int:
 
 @dataclass
 class Server:
-    """A running ``xdsi registry`` subprocess."""
+    """A running server subprocess (``xdsi registry``, or the floor of :mod:`benchmarks.floor_app`)."""
 
     proc: subprocess.Popen
     port: int
@@ -198,14 +198,31 @@ def registry_server(db_url: str, *, workers: int = 1, cpus: str | None = None,
     """Start ``xdsi registry --db URL --port P [--workers N]`` (optionally ``taskset -c cpus``), wait until
     ``/health`` answers, stop it (SIGTERM to the process we started) afterwards. ``env`` adds environment
     variables (e.g. glibc malloc tunables) to the server's."""
-    import httpx
-
     port = free_port()
     cmd = [sys.executable, "-m", "xdsi.cli", "registry", "--db", db_url, "--port", str(port),
            "--workers", str(workers), *(extra or [])]
+    with _serve(cmd, port, workers=workers, cpus=cpus, env=env, timeout=timeout) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def floor_server(db_url: str, *, cpus: str | None = None, timeout: float = 60.0) -> Iterator[Server]:
+    """Start the ITI-18 HTTP floor (:mod:`benchmarks.floor_app`) on ``db_url``, like :func:`registry_server`."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "uvicorn", "benchmarks.floor_app:app", "--port", str(port),
+           "--log-level", "warning", "--no-access-log"]
+    with _serve(cmd, port, workers=1, cpus=cpus, env={"XDSI_FLOOR_DB": db_url}, timeout=timeout) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def _serve(cmd: list[str], port: int, *, workers: int, cpus: str | None, env: dict[str, str] | None,
+           timeout: float) -> Iterator[Server]:
+    import httpx
+
     if cpus and shutil.which("taskset"):
         cmd = ["taskset", "-c", cpus, *cmd]
-    logf = tempfile.NamedTemporaryFile(prefix="xdsi-registry-", suffix=".log", delete=False)
+    logf = tempfile.NamedTemporaryFile(prefix="xdsi-server-", suffix=".log", delete=False)
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=logf, stderr=subprocess.STDOUT,
                             env={**os.environ, **env} if env else None)
     server = Server(proc, port, workers, cpus)
@@ -213,18 +230,28 @@ def registry_server(db_url: str, *, workers: int = 1, cpus: str | None = None,
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"registry exited with {proc.returncode}: {Path(logf.name).read_text()[-3000:]}")
+                raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}: {Path(logf.name).read_text()[-3000:]}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
                     break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"registry did not start in {timeout} s: {Path(logf.name).read_text()[-3000:]}")
+                raise RuntimeError(f"server did not start in {timeout} s: {Path(logf.name).read_text()[-3000:]}")
             time.sleep(0.2)
         if workers > 1:
             time.sleep(1.0)  # let every worker finish its start-up before load arrives
         yield server
     finally:
         stop_process(proc, logf)
+
+
+def minor_faults(pids: list[int]) -> int:
+    """Minor page faults so far of these processes (all their threads), from ``/proc/<pid>/stat``."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            total += int(stat[stat.rindex(")") + 2:].split()[7])  # field 10, minflt
+    return total
 
 
 # --- SOAP requests ------------------------------------------------------------------------------------------

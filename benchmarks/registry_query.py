@@ -10,6 +10,9 @@ Measured in one run, on the same database:
   AND status='A'`` (the ix_ro_patient_kind index), all rows fetched, timed per query: the floor.
 * ``in_process``: parse the AdhocQueryRequest + :func:`registry.storedquery.run_stored_query` on a
   SQLAlchemy connection (what the handler does, without SOAP/HTTP).
+* ``floor``: :mod:`benchmarks.floor_app`, a bare ASGI app on the same uvicorn that runs only the raw SELECT
+  and joins the rows, over HTTP at concurrency 1: the least any HTTP service can take (the ratio target's
+  context: ``floor / raw`` is paid before a service does anything of its own).
 * ``http``: ``xdsi registry`` (uvicorn subprocess) driven by wrk (or, without wrk, a multi-process httpx
   client): latency at concurrency 1, throughput and latency at 8 and 16 connections; ``--workers 1``
   pinned to CPU 0 with the client on CPU 1, and ``--workers 2`` unpinned.
@@ -206,14 +209,39 @@ def http_runs(db_url: str, patients: list[str], *, workers: int, seconds: float,
             common.run_wrk(srv.url, script, connections=max(concurrency), threads=1, duration=3, cpus=client_cpus)
         for conns in concurrency:
             log(f"  ITI-18 over HTTP: workers={workers}, {conns} connection(s), {seconds:.0f} s")
+            faults = common.minor_faults(srv.pids())
             if script:
                 r = common.run_wrk(srv.url, script, connections=conns, threads=1 if conns < 4 else 2,
                                    duration=seconds, cpus=client_cpus) | {"client": "wrk"}
             else:
                 r = httpx_load(srv.url, bodies, connections=conns, seconds=seconds)
-            log(f"    {r['rps']:.0f} q/s, p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, errors {r['errors']}")
+            r["server_minor_faults_per_query"] = (common.minor_faults(srv.pids()) - faults) / max(1, r["requests"])
+            log(f"    {r['rps']:.0f} q/s, p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, errors {r['errors']}, "
+                f"{r['server_minor_faults_per_query']:.0f} page faults/query")
             out["runs"].append(r)
     return out
+
+
+def floor_run(db_url: str, patients: list[str], *, seconds: float) -> dict | None:
+    """The HTTP floor (:mod:`benchmarks.floor_app`) at 1 connection, pinned like ``--workers 1``: the
+    latency of answering the same query over HTTP with nothing but the raw SELECT. None without wrk."""
+    if not common.have_wrk():
+        return None
+    import httpx
+
+    with common.floor_server(db_url, cpus="0") as srv:
+        for env in envelopes(srv.url, patients[:3]):  # it answers the same rows as the registry
+            body = httpx.post(srv.url, content=env, timeout=30).content
+            if body.count(b"<rim:ExtrinsicObject ") != TARGET_ENTRIES:
+                raise AssertionError(f"the floor server answered {body[:300]!r}")
+        script = wrk_script(srv.url, patients)
+        common.run_wrk(srv.url, script, connections=1, threads=1, duration=3, cpus="1")
+        log(f"  HTTP floor (bare ASGI app + raw SELECT): 1 connection, {seconds:.0f} s")
+        r = common.run_wrk(srv.url, script, connections=1, threads=1, duration=seconds, cpus="1")
+    if r["errors"]:
+        raise AssertionError(f"the floor server answered with errors: {r}")
+    log(f"    {r['rps']:.0f} q/s, p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms")
+    return r | {"client": "wrk", "pinning": "server CPU 0, client CPU 1"}
 
 
 def run(db_url: str, *, patients: int, seconds: float, worker_counts: tuple[int, ...] = (1, 2)) -> dict:
@@ -226,9 +254,13 @@ def run(db_url: str, *, patients: int, seconds: float, worker_counts: tuple[int,
     res["in_process"] = in_process(db_url, targets, seconds=min(seconds, 10))
     log(f"  parse + run_stored_query in-process: p50 {res['in_process']['p50_ms']:.3f} ms, "
         f"p99 {res['in_process']['p99_ms']:.3f} ms")
+    res["floor"] = floor_run(db_url, targets, seconds=seconds)
     res["http"] = [http_runs(db_url, targets, workers=w, seconds=seconds) for w in worker_counts]
     lat = res["http"][0]["runs"][0]
     res["ratio_p50_http_c1_vs_raw"] = lat["p50_ms"] / res["raw"]["p50_ms"]
+    if res["floor"]:
+        res["ratio_p50_floor_vs_raw"] = res["floor"]["p50_ms"] / res["raw"]["p50_ms"]
+        res["ratio_p50_http_c1_vs_floor"] = lat["p50_ms"] / res["floor"]["p50_ms"]
     res["ratio_p50_in_process_vs_raw"] = res["in_process"]["p50_ms"] / res["raw"]["p50_ms"]
     return res
 
