@@ -6,6 +6,7 @@ minimal element naming the object, which is all a LeafClass answer has to splice
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from sqlalchemy import Connection
 
 from registry.storage.engine import make_engine
 from registry.storage.objects import insert_objects, row_for
-from registry.storedquery import run_stored_query
+from registry.storedquery import queries, run_stored_query
 from tests.conftest import SHARED, need, throwaway_pg_database
 from xdsi.ebxml.namespaces import QUERY, RIM, RS
 from xdsi.metadata import vocabulary as v
@@ -429,6 +430,52 @@ def test_get_all_filters(conn: Connection) -> None:
     assert {"a9", "DOFF"} <= got
     got = ok(ask(conn, v.SQ_GET_ALL, *ALL_APPROVED, ("$MetadataLevel", "2"), ("$XDSAssociationStatus", status(A))))
     assert "a9" not in got and "DOFF" in got
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_engine(request: pytest.FixtureRequest, tmp_path):  # type: ignore[no-untyped-def]
+    """A registry of its own (the test writes to it), with the rows of :func:`registry_rows`."""
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            url = "sqlite:///%s" % (tmp_path / "registry.db")
+        else:
+            url = stack.enter_context(throwaway_pg_database())
+        eng = make_engine(url)
+        stack.callback(eng.dispose)
+        with eng.begin() as c:
+            insert_objects(c, registry_rows())
+        yield eng
+
+
+def test_the_selects_of_one_query_see_one_snapshot(fresh_engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An Association committed between the SELECTs of GetDocumentsAndAssociations (documents, then their
+    Associations) is not in the answer: the answer is the registry as of one instant, as a consumer reads
+    it (each SELECT on its own would see the commit; for an RPLC it would return the replaced entry as
+    Approved next to the Association that deprecated it)."""
+    query = (v.SQ_GET_DOCUMENTS_AND_ASSOCIATIONS, ("$XDSDocumentEntryEntryUUID", ids("DA")))
+    with fresh_engine.connect() as conn:
+        before = ok(ask(conn, *query))
+    assert before == {"DA", "a1", "a4", "a15"}  # not a9: Deprecated (Metadata Level 1)
+
+    fetch = queries.Ctx.fetch
+    fetches: list[int] = []
+
+    def fetch_then_commit(self, *where, **kw):  # type: ignore[no-untyped-def]
+        rows = fetch(self, *where, **kw)
+        if not fetches:  # after the first SELECT, another connection registers an Association to DA
+            with fresh_engine.begin() as other:
+                insert_objects(other, [assoc("aNEW", "DB", "DA", v.XFRM)])
+        fetches.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(queries.Ctx, "fetch", fetch_then_commit)
+    with fresh_engine.connect() as conn:
+        during = ok(ask(conn, *query))
+    assert len(fetches) == 2
+    assert during == before
+    monkeypatch.undo()
+    with fresh_engine.connect() as conn:
+        assert ok(ask(conn, *query)) == before | {"aNEW"}
 
 
 # --- Get by id ---------------------------------------------------------------------------------------------------

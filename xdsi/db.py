@@ -106,6 +106,40 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
                 fcntl.flock(fd, fcntl.LOCK_UN)
 
 
+@contextmanager
+def read_snapshot(conn: Connection) -> Iterator[Any]:
+    """The DBAPI connection under ``conn``, inside one read-only transaction that sees a single snapshot.
+
+    For reads made of several SELECTs (the Get stored queries): each SELECT alone would see the commits
+    made since the one before, so an ITI-42 committed in between could show its SubmissionSet without
+    its documents. SQLite (WAL) takes the snapshot at the first read after BEGIN; PostgreSQL needs
+    REPEATABLE READ, READ COMMITTED taking a new one per statement (psycopg puts it in its BEGIN, no extra
+    round trip). The transaction ends here, and the connection leaves with its default settings.
+    """
+    db = conn.connection.driver_connection
+    if conn.dialect.name == "sqlite":
+        if db.in_transaction:
+            db.rollback()
+        db.execute("BEGIN")
+        try:
+            yield db
+        finally:
+            db.rollback()
+        return
+    import psycopg
+
+    if db.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        db.rollback()
+    db.isolation_level, db.read_only = psycopg.IsolationLevel.REPEATABLE_READ, True
+    try:
+        yield db
+    finally:
+        try:
+            db.rollback()
+        finally:
+            db.isolation_level = db.read_only = None
+
+
 T = TypeVar("T")
 
 
