@@ -3,7 +3,6 @@ the watcher that publishes PACS studies as they become stable."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import tempfile
@@ -12,7 +11,6 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
@@ -22,6 +20,7 @@ from imaging_source.pacs.base import PacsAdapter, PacsError
 from imaging_source.publish import Publisher, Watcher
 from imaging_source.retrieve import RetrieveAborted, retrieve_imaging_document_set
 from xdsi import db
+from xdsi.periodic import periodic
 from xdsi.soap.endpoint import SoapRequest, SoapResponse, soap_endpoint
 
 log = logging.getLogger(__name__)
@@ -101,24 +100,19 @@ def create_app(ids: ImagingSource, *, watch: bool = False, poll_interval: float 
     logging.getLogger("uvicorn.error").addFilter(_CUT_OFF_ALREADY_LOGGED)  # once: addFilter skips a repeat
     watcher = Watcher(ids.publisher, stable_seconds=stable_seconds)
 
-    async def watch_loop() -> None:
-        while True:
-            try:
-                for result in await run_in_threadpool(watcher.poll):
-                    log.info("watcher: %s %s %s %s", result.pacs, result.study_instance_uid, result.outcome,
-                             result.message)
-            except Exception:  # keep watching; the next poll retries
-                log.exception("watcher poll failed")
-            await asyncio.sleep(poll_interval)
+    def poll() -> None:
+        for result in watcher.poll():
+            log.info("watcher: %s %s %s %s", result.pacs, result.study_instance_uid, result.outcome, result.message)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        task = asyncio.create_task(watch_loop()) if watch else None
         try:
-            yield
+            if watch:
+                async with periodic(poll, interval=poll_interval, first_after=0, what="watcher poll", logger=log):
+                    yield
+            else:
+                yield
         finally:
-            if task is not None:
-                task.cancel()
             ids.close()
 
     async def health(_request):  # type: ignore[no-untyped-def]

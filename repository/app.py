@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -22,6 +21,7 @@ from repository.registry_client import RegistryClient
 from repository.retrieve import retrieve_document_set
 from repository.store import open_store
 from xdsi import db
+from xdsi.periodic import periodic
 from xdsi.soap.endpoint import SoapRequest, SoapResponse, soap_endpoint
 
 log = logging.getLogger(__name__)
@@ -99,23 +99,21 @@ def create_app(config: RepositoryConfig | None = None, *, repository: Repository
         allow_inline_documents=True,
     )
 
-    async def sweep() -> None:
-        while True:
-            await asyncio.sleep(repo.config.sweep_interval)
-            try:
-                await run_in_threadpool(recover, repo, grace_seconds=repo.config.grace_seconds)
-            except Exception:  # keep sweeping; the next run retries
-                log.exception("repository recovery failed")
+    def sweep() -> None:
+        recover(repo, grace_seconds=repo.config.grace_seconds)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        await run_in_threadpool(recover, repo, grace_seconds=repo.config.grace_seconds)
-        task = asyncio.create_task(sweep()) if repo.config.sweep_interval > 0 else None
+        await run_in_threadpool(sweep)
+        interval = repo.config.sweep_interval
         try:
-            yield
+            if interval > 0:
+                async with periodic(sweep, interval=interval, first_after=interval, what="repository recovery",
+                                    logger=log):
+                    yield
+            else:
+                yield
         finally:
-            if task is not None:
-                task.cancel()
             repo.close()
 
     async def health(_request):  # type: ignore[no-untyped-def]
