@@ -48,7 +48,7 @@ from lxml import etree
 
 from benchmarks import common
 from benchmarks.common import log, stop_process
-from xdsi import samples
+from xdsi import malloc, samples
 from xdsi.ebxml.namespaces import RS, XDSB, q
 from xdsi.metadata import vocabulary as v
 from xdsi.soap.client import call_mtom, call_streaming, request_envelope
@@ -292,6 +292,8 @@ def serve_asgi_upload(port: int, directory: Path, fsync: bool) -> None:
     """A bare Starlette endpoint under uvicorn (same options as ``xdsi repository``): ``request.stream()``
     written to a file, optionally fsynced, 200, file deleted. What the framework alone costs."""
     import uvicorn
+
+    malloc.tune()  # as the xdsi servers do (XDSI_MALLOC_TUNING=off: not)
     from starlette.applications import Starlette
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
@@ -782,22 +784,22 @@ def _client_cpus(cpus: str | None) -> Iterator[None]:
         os.sched_setaffinity(0, before)
 
 
-#: glibc malloc tunables that stop the heap from being trimmed and regrown around every 256 KiB body chunk
-#: (``--malloc-tuned``): see docs/performance.md.
-MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": str(256 * MiB), "MALLOC_MMAP_THRESHOLD_": str(256 * MiB)}
+#: ``--malloc-defaults``: the servers keep glibc's malloc defaults instead of the settings of :mod:`xdsi.malloc`
+#: (for A/B runs; see docs/performance.md).
+MALLOC_ENV = {malloc.OFF_ENV: "off"}
 
 
 def run(*, sizes_mib: tuple[float, ...] = (44, 600), reps: int = 3, load_seconds: float = 30,
         load_workers: int = 16, paced_rate: float = 100, paced_workers: int = 32, pin: bool = True,
         load_pin: bool = False, home: Path | None = None, content_bytes: int = 4096, profile: bool = True,
-        malloc_tuned: bool = False) -> dict:
+        malloc_defaults: bool = False) -> dict:
     """Every repository benchmark, in one run. ``pin``: servers on CPU 0 and the client on CPU 1 for the large
     transfers; ``load_pin`` the same for the small-submission load; ``profile``: py-spy on both servers during
-    the closed-loop load; ``malloc_tuned``: servers (not the baselines but the bare-uvicorn reference) run
+    the closed-loop load; ``malloc_defaults``: servers (not the baselines but the bare-uvicorn reference) run
     with :data:`MALLOC_ENV`."""
     home = home or common.WORK_DIR / "repository"
     shutil.rmtree(home, ignore_errors=True)
-    env = MALLOC_ENV if malloc_tuned else None
+    env = MALLOC_ENV if malloc_defaults else None
     res: dict = {"machine": common.machine(), "targets": TARGETS, "large": [], "load": [], "load_profile": [],
                  "malloc_env": env or {},
                  "pinning": {"large": "servers CPU 0, client CPU 1" if pin else "none",
@@ -852,8 +854,9 @@ def markdown(results: dict) -> str:
            f"Machine: {m['cpu']}, {m['nproc']} vCPU, {m['memory']} RAM, Linux {m['kernel']}, Python {m['python']}; "
            f"load average {m['loadavg']} at start, {results.get('loadavg_end', '?')} at end. "
            f"Pinning: large transfers {results['pinning']['large']}; load {results['pinning']['load']}. "
-           + (f"Servers run with {' '.join(f'{k}={v}' for k, v in results['malloc_env'].items())}."
-              if results.get("malloc_env") else "glibc malloc defaults."), ""]
+           + (f"Servers run with {' '.join(f'{k}={v}' for k, v in results['malloc_env'].items())} (glibc malloc "
+              "defaults)." if results.get("malloc_env") else "Servers run with the malloc settings of xdsi/malloc.py."),
+           ""]
     names = {"upload_fsync": "baseline: POST to `http.server`, write + fsync",
              "upload_plain": "baseline: POST to `http.server`, write (no fsync)",
              "upload_asgi": "reference: POST to bare Starlette/uvicorn, write + fsync",
@@ -935,8 +938,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-pin", action="store_true", help="do not pin servers / client for the large transfers")
     ap.add_argument("--pin-load", action="store_true", help="pin servers to CPU 0, client to CPU 1 for the load")
     ap.add_argument("--no-profile", action="store_true", help="no py-spy profile of the closed-loop load run")
-    ap.add_argument("--malloc-tuned", action="store_true",
-                    help="run the servers with glibc MALLOC_TRIM/MMAP_THRESHOLD_ = 256 MiB")
+    ap.add_argument("--malloc-defaults", action="store_true",
+                    help="run the servers with glibc's malloc defaults (XDSI_MALLOC_TUNING=off), not xdsi/malloc.py's")
     ap.add_argument("--json", default=None, help="write the raw results here")
     ap.add_argument("--markdown", default=None, help="write the Markdown report here too")
     ap.add_argument("--upload-server", nargs=2, metavar=("PORT", "DIR"), help=argparse.SUPPRESS)
@@ -955,7 +958,7 @@ def main(argv: list[str] | None = None) -> int:
                   load_seconds=args.load_seconds if args.load_seconds is not None else (10 if args.quick else 30),
                   load_workers=args.workers, paced_rate=args.rate, paced_workers=args.paced_workers,
                   pin=not args.no_pin, load_pin=args.pin_load, profile=not args.no_profile,
-                  malloc_tuned=args.malloc_tuned)
+                  malloc_defaults=args.malloc_defaults)
     results["command"] = "python -m benchmarks.repository " + " ".join(argv if argv is not None else sys.argv[1:])
     common.publish_results(results, markdown(results), json_path=args.json, stem="repository",
                            markdown_path=args.markdown)

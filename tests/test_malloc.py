@@ -42,7 +42,8 @@ PROBE = textwrap.dedent("""
 
 
 def _faults_per_answer(mode: str, cache_blocks: int) -> float:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("MALLOC_") and k not in ("GLIBC_TUNABLES", malloc.OFF_ENV)}
     out = subprocess.run([sys.executable, "-c", PROBE, mode, str(cache_blocks)], env=env, capture_output=True,
                          text=True, check=True, timeout=60)
     return float(out.stdout.strip())
@@ -63,6 +64,7 @@ def test_settings_from_the_environment_win() -> None:
     env = {"MALLOC_ARENA_MAX": "4", "GLIBC_TUNABLES": "glibc.malloc.trim_threshold=1:glibc.malloc.mmap_threshold=2"}
     assert malloc.tune(env) == []
     assert malloc.tune({"MALLOC_ARENA_MAX": "4"}) == ["MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_"]
+    assert malloc.tune({"XDSI_MALLOC_TUNING": "off"}) == []
 
 
 def test_server_commands_apply_the_settings_before_starting(monkeypatch: pytest.MonkeyPatch) -> None:

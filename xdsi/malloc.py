@@ -10,7 +10,8 @@ memory that is reused (docs/performance.md, "Fourth run").
 
 Settings already given in the environment (``MALLOC_ARENA_MAX``, ``MALLOC_TRIM_THRESHOLD_``,
 ``MALLOC_MMAP_THRESHOLD_`` or ``glibc.malloc.*`` in ``GLIBC_TUNABLES``) win: an operator's choice is
-never overridden. Other C libraries are left alone.
+never overridden. ``XDSI_MALLOC_TUNING=off`` keeps glibc's defaults altogether (the benchmarks' A/B runs).
+Other C libraries are left alone.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ import ctypes
 import os
 import platform
 
-__all__ = ["SETTINGS", "tune"]
+__all__ = ["OFF_ENV", "SETTINGS", "tune"]
+
+#: ``XDSI_MALLOC_TUNING=off``: leave glibc's defaults.
+OFF_ENV = "XDSI_MALLOC_TUNING"
 
 MiB = 1024 * 1024
 
@@ -49,7 +53,7 @@ def tune(environ: dict[str, str] | None = None) -> list[str]:
     sets them all).
     """
     env = os.environ if environ is None else environ
-    if platform.libc_ver()[0] != "glibc":
+    if env.get(OFF_ENV, "").lower() == "off" or platform.libc_ver()[0] != "glibc":
         return []
     try:
         mallopt = ctypes.CDLL(None).mallopt
