@@ -478,6 +478,24 @@ def test_the_selects_of_one_query_see_one_snapshot(fresh_engine, monkeypatch: py
         assert ok(ask(conn, *query)) == before | {"aNEW"}
 
 
+def test_queries_leave_no_transaction_open_and_the_connection_as_it_was(conn: Connection) -> None:
+    """A one-SELECT query runs outside any transaction (on PostgreSQL: no BEGIN and ROLLBACK round trips);
+    a several-SELECT query ends its snapshot transaction itself. Either way the pooled connection keeps its
+    default settings."""
+    db = conn.connection.driver_connection
+    for query in ((v.SQ_FIND_DOCUMENTS, ("$XDSDocumentEntryPatientId", "'%s'" % P1),
+                   ("$XDSDocumentEntryStatus", status(A))),
+                  (v.SQ_GET_ALL, *ALL_APPROVED)):
+        assert ok(ask(conn, *query))
+        if conn.dialect.name == "sqlite":
+            assert not db.in_transaction
+        else:
+            import psycopg
+
+            assert db.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            assert (db.autocommit, db.isolation_level, db.read_only) == (False, None, None)
+
+
 # --- Get by id ---------------------------------------------------------------------------------------------------
 
 

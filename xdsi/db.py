@@ -107,6 +107,29 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
 
 
 @contextmanager
+def single_read(conn: Connection) -> Iterator[Any]:
+    """The DBAPI connection under ``conn``, for a read made of one SELECT: outside any transaction.
+
+    PostgreSQL: in autocommit mode, so psycopg sends no BEGIN before the SELECT and no ROLLBACK when the
+    connection goes back to the pool, two of a FindDocuments' three round trips (~0.3 ms). SQLite
+    connections run statements that way already (``isolation_level = None``).
+    """
+    db = conn.connection.driver_connection
+    if conn.dialect.name == "sqlite":
+        yield db
+        return
+    import psycopg
+
+    if db.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        db.rollback()
+    db.autocommit = True
+    try:
+        yield db
+    finally:
+        db.autocommit = False
+
+
+@contextmanager
 def read_snapshot(conn: Connection) -> Iterator[Any]:
     """The DBAPI connection under ``conn``, inside one read-only transaction that sees a single snapshot.
 

@@ -19,7 +19,7 @@ from registry.storedquery.queries import (
     too_many,
 )
 from registry.storedquery.response import adhoc_query_response
-from xdsi.db import read_snapshot
+from xdsi.db import read_snapshot, single_read
 from xdsi.validate import errors as e
 from xdsi.validate.errors import XDSError
 
@@ -55,13 +55,12 @@ def run_stored_query(conn: Connection, request: etree._Element, *, max_results: 
         level = metadata_level(params)
         requested = params.flat(specs.ASSOCIATION_STATUS) or params.flat(specs.ASSOCIATION_STATUS_ALT)
         statuses = filters.association_statuses(level, requested)
-        # The SELECTs run on the DBAPI connection under ``conn`` (see registry/storedquery/sql.py for why).
-        if req.query_id in SINGLE_SELECT:
-            rows = QUERIES[req.query_id](Ctx(conn.connection.driver_connection, conn.dialect.name, params, leaf,
-                                             level, max_results, statuses))
-        else:  # several SELECTs: all see one snapshot of the registry, merged into one pk-ordered list
-            with read_snapshot(conn) as db:
-                rows = QUERIES[req.query_id](Ctx(db, conn.dialect.name, params, leaf, level, max_results, statuses))
+        # The SELECTs run on the DBAPI connection under ``conn`` (see registry/storedquery/sql.py for why). One
+        # SELECT needs no transaction; several share one snapshot of the registry.
+        single = req.query_id in SINGLE_SELECT
+        with (single_read if single else read_snapshot)(conn) as db:
+            rows = QUERIES[req.query_id](Ctx(db, conn.dialect.name, params, leaf, level, max_results, statuses))
+        if not single:  # merge the SELECTs' rows into one pk-ordered list
             rows = sorted({r.id: r for r in rows}.values(), key=lambda r: r.pk)
         if len(rows) > max_results:
             raise too_many(max_results)
