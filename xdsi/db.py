@@ -106,6 +106,14 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
                 fcntl.flock(fd, fcntl.LOCK_UN)
 
 
+def _end_transaction(db: Any) -> None:
+    """Roll back what a psycopg connection has open: its transaction settings can change only when idle."""
+    import psycopg
+
+    if db.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        db.rollback()
+
+
 @contextmanager
 def single_read(conn: Connection) -> Iterator[Any]:
     """The DBAPI connection under ``conn``, for a read made of one SELECT: outside any transaction.
@@ -118,10 +126,7 @@ def single_read(conn: Connection) -> Iterator[Any]:
     if conn.dialect.name == "sqlite":
         yield db
         return
-    import psycopg
-
-    if db.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-        db.rollback()
+    _end_transaction(db)
     db.autocommit = True
     try:
         yield db
@@ -134,10 +139,11 @@ def read_snapshot(conn: Connection) -> Iterator[Any]:
     """The DBAPI connection under ``conn``, inside one read-only transaction that sees a single snapshot.
 
     For reads made of several SELECTs (the Get stored queries): each SELECT alone would see the commits
-    made since the one before, so an ITI-42 committed in between could show its SubmissionSet without
-    its documents. SQLite (WAL) takes the snapshot at the first read after BEGIN; PostgreSQL needs
-    REPEATABLE READ, READ COMMITTED taking a new one per statement (psycopg puts it in its BEGIN, no extra
-    round trip). The transaction ends here, and the connection leaves with its default settings.
+    made since the one before, so a replacement (RPLC) committed in between could show the replaced entry
+    as Approved beside the Association that deprecated it. SQLite (WAL) takes the snapshot at the first
+    read after BEGIN; PostgreSQL needs REPEATABLE READ, READ COMMITTED taking a new one per statement
+    (psycopg puts it in its BEGIN, no extra round trip). The transaction ends here, and the connection
+    leaves with its default settings.
     """
     db = conn.connection.driver_connection
     if conn.dialect.name == "sqlite":
@@ -151,8 +157,7 @@ def read_snapshot(conn: Connection) -> Iterator[Any]:
         return
     import psycopg
 
-    if db.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-        db.rollback()
+    _end_transaction(db)
     db.isolation_level, db.read_only = psycopg.IsolationLevel.REPEATABLE_READ, True
     try:
         yield db
