@@ -150,6 +150,10 @@ def _verdicts(results: dict) -> list[str]:
                 ("ITI-18 end-to-end / raw <= 3x (p50)", f"{ratio:.1f}x", ratio <= 3),
             ):
                 lines.append(f"| {b} | {name} | {val} | {'yes' if ok else '**no**'} |")
+            if q.get("floor"):  # context for the ratio: what a bare HTTP app doing only the raw SELECT takes
+                floor = q["floor"]["p50_ms"]
+                lines.append(f"| {b} | (context) HTTP floor / raw; end-to-end / HTTP floor (p50) | "
+                             f"{floor / q['raw']['p50_ms']:.1f}x; {best_c1['p50_ms'] / floor:.1f}x | recorded |")
         g = r.get("register")
         if g and g["http"]:
             best = max((run for h in g["http"] for run in h["runs"]), key=lambda x: x["accepted_per_second"])

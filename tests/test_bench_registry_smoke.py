@@ -42,3 +42,4 @@ def test_query_benchmark_toy_size(tmp_path: Path) -> None:
                "backends": {"SQLite": {"load": {"entries": ENTRIES, "patients": PATIENTS, "db_bytes": 1}, "query": res}}}
     text = report.markdown(results)
     assert "HTTP floor: bare ASGI app + raw SELECT" in text and "the HTTP floor; the floor itself is" in text
+    assert "(context) HTTP floor / raw; end-to-end / HTTP floor (p50)" in text
