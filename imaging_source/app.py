@@ -64,18 +64,16 @@ class ImagingSource:
         # and removes it when the answer has been sent.
         self.spool_dir = spool_dir or str(Path(tempfile.gettempdir()) / "xdsi-ids-spool")
         Path(self.spool_dir).mkdir(parents=True, exist_ok=True)
-        #: Studies whose streamed RAD-69 answer had to be cut off (an instance of the manifest did not come):
-        #: this process answers them from the spool from then on, with a true status (imaging_source.retrieve).
-        self.verify_first: set[str] = set()
 
     def locate(self, study_uid: str) -> tuple[PacsAdapter | None, str | None]:
         """The PACS holding a study (the one it was published from, else the first that finds it), and the
-        tree digest (:func:`state.tree_digest`) of its current manifest, None if none is published."""
+        tree digest (:func:`state.tree_digest`) of its current manifest: None if none is published, or if a
+        streamed answer for it was cut off (retrievals are then fetched whole first, with a true status)."""
         with self.engine.connect() as conn:
             published = state.get(conn, study_uid)
         if published is not None and published.pacs in self.adapters:
-            tree = published.tree_digest if published.status == state.PUBLISHED else None
-            return self.adapters[published.pacs], tree
+            streamable = published.status == state.PUBLISHED and published.cut_off_at is None
+            return self.adapters[published.pacs], published.tree_digest if streamable else None
         for adapter in self.adapters.values():
             try:
                 if adapter.find_studies(study_instance_uid=study_uid):
@@ -83,6 +81,11 @@ class ImagingSource:
             except PacsError as exc:
                 log.warning("RAD-69: PACS %s not reachable while locating %s: %s", adapter.name, study_uid, exc)
         return None, None
+
+    def mark_cut_off(self, study_uid: str) -> None:
+        """A streamed answer for the study was cut off: answer it whole-first from now on (:meth:`locate`)."""
+        with self.engine.begin() as conn:
+            state.mark_cut_off(conn, study_uid)
 
     def retrieve(self, req: SoapRequest) -> SoapResponse:
         return retrieve_imaging_document_set(self, req)

@@ -153,8 +153,8 @@ def _usable_syntaxes(requested: list[str]) -> tuple[list[str], RegistryError | N
 
 def retrieve_imaging_document_set(ids, req: SoapRequest) -> SoapResponse:  # type: ignore[no-untyped-def]
     """Handle one RAD-69 request. ``ids`` provides ``config.repository_unique_id``, ``locate(study_uid)``
-    (the PACS adapter holding the study and its manifest's tree digest), ``verify_first`` and
-    ``spool_dir``."""
+    (the PACS adapter holding the study and its manifest's tree digest, None when the study must be fetched
+    whole first), ``mark_cut_off(study_uid)`` and ``spool_dir``."""
     parsed = parse_request(req.body, ids.config.repository_unique_id)
     errors = list(parsed.errors)
     syntaxes, problem = _usable_syntaxes(parsed.transfer_syntaxes)
@@ -167,7 +167,7 @@ def retrieve_imaging_document_set(ids, req: SoapRequest) -> SoapResponse:  # typ
     # Uncompressed instances can always be served when the consumer takes an uncompressed syntax: only then
     # is Success sure enough to send before the instances (a compressed one it does not take cuts it off).
     if fetches and not errors and UNCOMPRESSED.intersection(syntaxes) \
-            and all(_is_current_manifest(ids, f) for f in fetches):
+            and all(_is_current_manifest(f) for f in fetches):
         return _streamed(ids, fetches, syntaxes)
     spool = Path(tempfile.mkdtemp(prefix="rad69-", dir=ids.spool_dir))
     served: list[tuple[InstanceRequest, Path]] = []
@@ -234,10 +234,10 @@ def _plan(ids, wanted: list[InstanceRequest]) -> tuple[list[StudyFetch], list[Re
     return fetches, errors
 
 
-def _is_current_manifest(ids, fetch: StudyFetch) -> bool:  # type: ignore[no-untyped-def]
+def _is_current_manifest(fetch: StudyFetch) -> bool:
     """The request lists exactly the instances of the study's published manifest, under their series
     (streamable)."""
-    return fetch.study not in ids.verify_first and fetch.manifest_tree is not None and \
+    return fetch.manifest_tree is not None and \
         fetch.manifest_tree == state.tree_digest((i.series, i.sop) for i in fetch.by_sop.values())
 
 
@@ -375,7 +375,10 @@ async def _arrivals(ids, fetches: list[StudyFetch], syntaxes: list[str],  # type
         while (item := await arrived.get()) is not None:
             if isinstance(item, RetrieveAborted):
                 study, why = item.args
-                ids.verify_first.add(study)
+                try:
+                    await asyncio.to_thread(ids.mark_cut_off, study)
+                except Exception:  # cut off all the same; the next answer streams, and may be cut off again
+                    log.exception("RAD-69: could not record the cut-off of study %s", study)
                 log.warning("RAD-69: streamed answer cut off for study %s: %s; this study is now answered "
                             "after fetching all of it", study, why)
                 raise item

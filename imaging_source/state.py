@@ -3,7 +3,8 @@
 The publisher gives every manifest DocumentEntry its own entryUUID, so replacing a manifest (RPLC) or
 deprecating it (ITI-57) needs no registry lookup; the instance digest tells whether a study changed since
 its manifest was built. RAD-69 uses the table to find which PACS holds a study, and the tree digest to
-know when a request asks for exactly the manifest's instances (then it streams them).
+know when a request asks for exactly the manifest's instances (then it streams them, unless a streamed
+answer for the manifest was once cut off).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Column, Connection, Float, Integer, MetaData, String, Table, delete, insert, select
+from sqlalchemy import Column, Connection, Float, Integer, MetaData, String, Table, delete, insert, select, update
 
 metadata = MetaData()
 
@@ -35,6 +36,10 @@ published_study = Table(
     # tree_digest() of the manifest: RAD-69 streams a request that lists exactly these instances under these
     # series (imaging_source.retrieve). NULL for rows published before it was kept, until the next check.
     Column("tree_digest", String, nullable=True),
+    # When a streamed RAD-69 answer for this manifest had to be cut off (an instance did not come from the
+    # PACS): its retrievals are fetched whole first from then on (imaging_source.retrieve), across restarts,
+    # until a new manifest is published for the study. NULL: never.
+    Column("cut_off_at", Float, nullable=True),
 )
 
 
@@ -50,6 +55,7 @@ class Published:
     status: str
     published_at: float
     tree_digest: str | None = None
+    cut_off_at: float | None = None
 
 
 def digest(sop_instance_uids: Iterable[str]) -> str:
@@ -78,6 +84,12 @@ def for_pacs(conn: Connection, pacs: str, status: str = PUBLISHED) -> list[Publi
 def put(conn: Connection, p: Published) -> None:
     conn.execute(delete(published_study).where(published_study.c.study_instance_uid == p.study_instance_uid))
     conn.execute(insert(published_study).values(**p.__dict__))
+
+
+def mark_cut_off(conn: Connection, study_instance_uid: str) -> None:
+    """Record that a streamed answer for the study's manifest was cut off (see ``cut_off_at``)."""
+    conn.execute(update(published_study).where(published_study.c.study_instance_uid == study_instance_uid)
+                 .values(cut_off_at=now()))
 
 
 def now() -> float:

@@ -374,7 +374,11 @@ def test_rad69_streams_a_published_study_and_cuts_off_when_the_pacs_fails_it(ort
                     assert "incomplete" in str(exc) or "closed" in str(exc), (pacs_name, exc)
                 else:
                     raise AssertionError(f"{pacs_name}: a streamed answer missing {gone} completed: {resp.status_code}")
-                assert study in ids.verify_first, pacs_name
+                # Recorded in the state database: retrievals of the study are fetched whole first from now
+                # on, after a restart too (a new ImagingSource on the same database).
+                assert ids.locate(study)[1] is None, pacs_name
+                with ids.engine.connect() as conn:
+                    assert state.get(conn, study).cut_off_at is not None, pacs_name
                 # The cut-off is logged once, by us, as a WARNING; not as an ASGI crash with a traceback.
                 assert not [r for r in uvicorn_log.records if r.exc_info], [r.getMessage() for r in uvicorn_log.records]
 
