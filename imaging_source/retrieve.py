@@ -39,6 +39,7 @@ from xml.sax.saxutils import escape
 import pydicom
 from pydicom.filereader import read_file_meta_info
 from pydicom.uid import UID
+from starlette.concurrency import run_in_threadpool
 
 from imaging_source import state
 from imaging_source.pacs.base import (
@@ -376,7 +377,7 @@ async def _arrivals(ids, fetches: list[StudyFetch], syntaxes: list[str],  # type
             if isinstance(item, RetrieveAborted):
                 study, why = item.args
                 try:
-                    await asyncio.to_thread(ids.mark_cut_off, study)
+                    await run_in_threadpool(ids.mark_cut_off, study)
                 except Exception:  # cut off all the same; the next answer streams, and may be cut off again
                     log.exception("RAD-69: could not record the cut-off of study %s", study)
                 log.warning("RAD-69: streamed answer cut off for study %s: %s; this study is now answered "
