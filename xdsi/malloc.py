@@ -1,4 +1,5 @@
-"""glibc malloc settings for the long-running servers (``xdsi registry``, ``repository``, ``imaging-source``).
+"""glibc malloc settings for the long-running servers (``xdsi registry``, ``repository``, ``imaging-source``,
+``demo``).
 
 Why: a LeafClass ITI-18 answer is a few hundred KB of text, joined and encoded in a thread-pool thread
 next to SQLite's 64 MiB page cache. With glibc's defaults such a buffer often lands in a heap that the
