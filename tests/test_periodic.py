@@ -19,6 +19,13 @@ from xdsi.periodic import periodic
 log = logging.getLogger("test.periodic")
 
 
+def _wait_for(condition, timeout: float = 10) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
 def test_runs_in_a_thread_survives_failures_and_stops(caplog: pytest.LogCaptureFixture) -> None:
     runs: list[str] = []
 
@@ -31,14 +38,16 @@ def test_runs_in_a_thread_survives_failures_and_stops(caplog: pytest.LogCaptureF
         async with periodic(job, interval=0.02, first_after=0.05, what="test job", logger=log):
             await asyncio.sleep(0.03)
             assert runs == []  # not before first_after
-            await asyncio.sleep(0.2)
+            deadline = time.monotonic() + 10
+            while len(runs) < 4 and time.monotonic() < deadline:  # the failed second run does not end the job
+                await asyncio.sleep(0.01)
         done = len(runs)
         await asyncio.sleep(0.1)
         assert len(runs) == done  # stopped with the block
         return done
 
     with caplog.at_level(logging.ERROR, logger="test.periodic"):
-        assert asyncio.run(main()) >= 4  # the failed second run did not end the job
+        assert asyncio.run(main()) >= 4
     assert threading.main_thread().name not in runs  # blocking jobs stay off the event loop
     [failure] = [r for r in caplog.records if r.name == "test.periodic"]
     assert failure.getMessage() == "test job failed" and "PACS unreachable" in str(failure.exc_info[1])
@@ -52,8 +61,7 @@ def test_repository_recovers_at_start_and_every_sweep_interval(tmp_path: Path, m
                                        grace_seconds=7, sweep_interval=0.05)
     with serve(repo_app.create_app(config)):
         assert calls == [7]  # at start-up, before serving
-        time.sleep(0.3)
-    assert len(calls) >= 3
+        _wait_for(lambda: len(calls) >= 3)
 
     calls.clear()
     config.sweep_interval = 0  # only at start-up
@@ -77,8 +85,8 @@ def test_imaging_source_watcher_polls_only_when_asked(monkeypatch: pytest.Monkey
     closed: list[bool] = []
     ids = types.SimpleNamespace(retrieve=lambda req: None, publisher="publisher", close=lambda: closed.append(True))
     with serve(ids_app.create_app(ids, watch=True, poll_interval=0.05, stable_seconds=30)):  # type: ignore[arg-type]
-        time.sleep(0.3)
-    assert len(polls) >= 3 and closed == [True]
+        _wait_for(lambda: len(polls) >= 3)
+    assert closed == [True]
 
     polls.clear()
     with serve(ids_app.create_app(ids, watch=False, stable_seconds=30)):  # type: ignore[arg-type]
