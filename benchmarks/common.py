@@ -244,13 +244,23 @@ def _serve(cmd: list[str], port: int, *, workers: int, cpus: str | None, env: di
         stop_process(proc, logf)
 
 
+def proc_stat(pid: int | str) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name: index 0 is field 3 (state) of proc(5)."""
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+
+
+def cpu_seconds(pid: int | str) -> float:
+    """User + system CPU time of the whole process (all threads) so far."""
+    fields = proc_stat(pid)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 def minor_faults(pids: list[int]) -> int:
-    """Minor page faults so far of these processes (all their threads), from ``/proc/<pid>/stat``."""
+    """Minor page faults so far of these processes (all their threads); processes gone count 0."""
     total = 0
     for pid in pids:
         with contextlib.suppress(OSError):
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            total += int(stat[stat.rindex(")") + 2:].split()[7])  # field 10, minflt
+            total += int(proc_stat(pid)[7])  # field 10, minflt
     return total
 
 

@@ -298,12 +298,6 @@ def _clear(path: Path) -> None:
     os.sync()  # write-back of this run's files must not land in the next one's time
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of one process so far, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def bench_rad69(orthanc: Any, scu_aet: str, urls: dict[str, str], study_uid: str, tree: Any, *, reps: int,
                 work: Path, ids_pids: dict[str, int] | None = None) -> dict:
     """Median wall times of the four paths over ``reps`` alternating rounds (one untimed warm-up round), and
@@ -327,11 +321,13 @@ def bench_rad69(orthanc: Any, scu_aet: str, urls: dict[str, str], study_uid: str
         for rnd in range(reps + 1):
             for name, fn in paths.items():
                 ids_pid = (ids_pids or {}).get(name[4:]) if name.startswith("ids_") else None
-                c0 = (_cpu_seconds(orthanc.process.pid), _cpu_seconds(ids_pid) if ids_pid else 0.0, time.process_time())
+                c0 = (common.cpu_seconds(orthanc.process.pid), common.cpu_seconds(ids_pid) if ids_pid else 0.0,
+                      time.process_time())
                 t0 = time.perf_counter()
                 got = fn()
                 dt = time.perf_counter() - t0
-                c1 = (_cpu_seconds(orthanc.process.pid), _cpu_seconds(ids_pid) if ids_pid else 0.0, time.process_time())
+                c1 = (common.cpu_seconds(orthanc.process.pid), common.cpu_seconds(ids_pid) if ids_pid else 0.0,
+                      time.process_time())
                 if name == "cget":
                     if got != n:
                         raise RuntimeError(f"C-GET delivered {got} instances, expected {n}")

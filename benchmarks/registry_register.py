@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import re
 import sys
 import time
 import uuid
-from pathlib import Path
 
 from lxml import etree
 
@@ -259,12 +257,8 @@ def run(db_url: str, *, patients: int, seconds: float, connections: tuple[int, .
 
 
 def server_cpu_seconds(srv: common.Server) -> float:
-    """User + system CPU time of the registry's processes (uvicorn's and its workers'), from /proc."""
-    total = 0
-    for pid in srv.pids():
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time of the registry's processes (uvicorn's and its workers')."""
+    return sum(common.cpu_seconds(pid) for pid in srv.pids())
 
 
 def new_run() -> str:

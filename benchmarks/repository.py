@@ -47,7 +47,7 @@ import httpx
 from lxml import etree
 
 from benchmarks import common
-from benchmarks.common import log, stop_process
+from benchmarks.common import cpu_seconds, log, stop_process
 from xdsi import malloc, samples
 from xdsi.ebxml.namespaces import RS, XDSB, q
 from xdsi.metadata import vocabulary as v
@@ -107,12 +107,6 @@ def _status_kib(pid: int | str, key: str) -> int:
         if line.startswith(key + ":"):
             return int(line.split()[1])
     raise KeyError(key)
-
-
-def cpu_seconds(pid: int | str) -> float:
-    """User + system CPU time of the whole process (all threads), from ``/proc/<pid>/stat``."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 @dataclass
@@ -292,11 +286,11 @@ def serve_asgi_upload(port: int, directory: Path, fsync: bool) -> None:
     """A bare Starlette endpoint under uvicorn (same options as ``xdsi repository``): ``request.stream()``
     written to a file, optionally fsynced, 200, file deleted. What the framework alone costs."""
     import uvicorn
-
-    malloc.tune()  # as the xdsi servers do (XDSI_MALLOC_TUNING=off: not)
     from starlette.applications import Starlette
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
+
+    malloc.tune()  # as the xdsi servers do (XDSI_MALLOC_TUNING=off: not)
 
     async def receive(request):  # type: ignore[no-untyped-def]
         fd, name = tempfile.mkstemp(dir=directory, prefix="upload-")
