@@ -109,11 +109,10 @@ def create_app(ids: ImagingSource, *, watch: bool = False, poll_interval: float 
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        watching = periodic(poll, interval=poll_interval, first_after=0, what="watcher poll", logger=log) \
+            if watch else contextlib.nullcontext()
         try:
-            if watch:
-                async with periodic(poll, interval=poll_interval, first_after=0, what="watcher poll", logger=log):
-                    yield
-            else:
+            async with watching:
                 yield
         finally:
             ids.close()

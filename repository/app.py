@@ -106,12 +106,10 @@ def create_app(config: RepositoryConfig | None = None, *, repository: Repository
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await run_in_threadpool(sweep)
         interval = repo.config.sweep_interval
+        sweeping = periodic(sweep, interval=interval, first_after=interval, what="repository recovery", logger=log) \
+            if interval > 0 else contextlib.nullcontext()
         try:
-            if interval > 0:
-                async with periodic(sweep, interval=interval, first_after=interval, what="repository recovery",
-                                    logger=log):
-                    yield
-            else:
+            async with sweeping:
                 yield
         finally:
             repo.close()
