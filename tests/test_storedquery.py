@@ -10,10 +10,11 @@ import contextlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from lxml import etree
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
 from registry.storage.engine import make_engine
 from registry.storage.objects import insert_objects, row_for
@@ -136,22 +137,25 @@ def registry_rows() -> list[tuple]:
 # --- database fixtures ----------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _registry(kind: str, directory: Path) -> Iterator[Engine]:
+    """A registry database (``sqlite``: a file in ``directory``; ``postgresql``: a throwaway database) holding
+    the rows of :func:`registry_rows`."""
+    with contextlib.ExitStack() as stack:
+        url = "sqlite:///%s" % (directory / "registry.db") if kind == "sqlite" \
+            else stack.enter_context(throwaway_pg_database())
+        eng = make_engine(url)
+        stack.callback(eng.dispose)
+        with eng.begin() as conn:
+            insert_objects(conn, registry_rows())
+        yield eng
+
+
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield "sqlite:///%s" % (tmp_path_factory.mktemp("sq") / "registry.db")
-    else:
-        with throwaway_pg_database() as url:
-            yield url
-
-
-@pytest.fixture(scope="module")
-def engine(db_url: str):  # type: ignore[no-untyped-def]
-    eng = make_engine(db_url)
-    with eng.begin() as conn:
-        insert_objects(conn, registry_rows())
-    yield eng
-    eng.dispose()
+def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """The registry the query tests read (shared by the module: they do not write)."""
+    with _registry(request.param, tmp_path_factory.mktemp("sq")) as eng:
+        yield eng
 
 
 @pytest.fixture
@@ -433,17 +437,9 @@ def test_get_all_filters(conn: Connection) -> None:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def fresh_engine(request: pytest.FixtureRequest, tmp_path):  # type: ignore[no-untyped-def]
+def fresh_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """A registry of its own (the test writes to it), with the rows of :func:`registry_rows`."""
-    with contextlib.ExitStack() as stack:
-        if request.param == "sqlite":
-            url = "sqlite:///%s" % (tmp_path / "registry.db")
-        else:
-            url = stack.enter_context(throwaway_pg_database())
-        eng = make_engine(url)
-        stack.callback(eng.dispose)
-        with eng.begin() as c:
-            insert_objects(c, registry_rows())
+    with _registry(request.param, tmp_path) as eng:
         yield eng
 
 
